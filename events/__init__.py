@@ -1,0 +1,1 @@
+"""What happened: event schemas, subjects, streams and the JetStream event store."""

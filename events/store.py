@@ -1,0 +1,279 @@
+"""The JetStream event store: append with optimistic concurrency, read, replay.
+
+One player is one aggregate, stored under `players.<id>.events.<type>`. An
+append names the last stream sequence the writer saw for the whole aggregate
+(`Nats-Expected-Last-Subject-Sequence` with the `players.<id>.events.>`
+wildcard as its subject); the server refuses it if anything landed since.
+Several events of one decision go in one atomic batch: all or none.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from opentelemetry import propagate, trace
+
+from questlog.services.settings import Settings
+
+from . import codec
+from .errors import AppendFailed, ConcurrencyConflict, DuplicateAppend
+from .registry import EventRegistry, default_registry
+from .schema import NewEvent, Recorded
+from .subjects import EVENTS_WILDCARD, event_subject, player_events
+
+_tracer = trace.get_tracer("questlog.events")
+
+ERR_WRONG_LAST_SEQUENCE = 10071
+ERR_BATCH_DUPLICATE_MSG_ID = 10201
+READ_BATCH = 500
+
+
+class Position(msgspec.Struct, frozen=True):
+    """Where an aggregate stands: its last version and that event's stream sequence."""
+
+    version: int = 0
+    seq: int = 0
+
+
+class _ApiError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct):
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: _ApiError | None = None
+
+
+_ack_decoder = msgspec.json.Decoder(_PubAck)
+_json = msgspec.json.Encoder()
+
+
+class EventStore:
+    def __init__(
+        self,
+        nc: NATS,
+        settings: Settings,
+        registry: EventRegistry | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self._nc = nc
+        self._stream = settings.events_stream
+        self._registry = registry or default_registry()
+        self._timeout = timeout
+
+    @property
+    def registry(self) -> EventRegistry:
+        return self._registry
+
+    # -- writing -----------------------------------------------------------
+
+    async def append(
+        self,
+        player_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected: Position,
+        command_id: str,
+        causation_id: str | None = None,
+    ) -> list[Recorded]:
+        """Append one decision's events after `expected`, or raise.
+
+        Raises `ConcurrencyConflict` when the aggregate moved on since `expected`,
+        `DuplicateAppend` when this command's events already landed (a retry).
+        The message id of the i-th event is `<player>:<command_id>:<i>`, so a
+        retried decision is recognised inside the duplicate window.
+        """
+        if not events:
+            return []
+        recorded = [
+            Recorded(
+                player_id=player_id,
+                version=expected.version + i + 1,
+                occurred_at=e.occurred_at,
+                event=e.event,
+                command_id=command_id,
+                causation_id=causation_id,
+            )
+            for i, e in enumerate(events)
+        ]
+        with _tracer.start_as_current_span(
+            "events.append",
+            attributes={"player.id": player_id, "events.count": len(events), "command.id": command_id},
+        ):
+            headers_base: dict[str, str] = {}
+            propagate.inject(headers_base)
+            batch_id = uuid.uuid4().hex if len(recorded) > 1 else None
+            ack: _PubAck | None = None
+            for i, rec in enumerate(recorded):
+                headers = dict(headers_base)
+                headers["Nats-Msg-Id"] = f"{player_id}:{command_id}:{i}"
+                if i == 0:
+                    headers["Nats-Expected-Last-Subject-Sequence"] = str(expected.seq)
+                    headers["Nats-Expected-Last-Subject-Sequence-Subject"] = player_events(player_id)
+                if batch_id is not None:
+                    headers["Nats-Batch-Id"] = batch_id
+                    headers["Nats-Batch-Sequence"] = str(i + 1)
+                subject = event_subject(player_id, rec.type)
+                body = codec.encode(rec)
+                if i < len(recorded) - 1:
+                    await self._nc.publish(subject, body, headers=headers)
+                    continue
+                if batch_id is not None:
+                    headers["Nats-Batch-Commit"] = "1"
+                reply = await self._nc.request(subject, body, timeout=self._timeout, headers=headers)
+                ack = _ack_decoder.decode(reply.data)
+            assert ack is not None
+            try:
+                return self._settle(player_id, command_id, expected, recorded, ack)
+            except ConcurrencyConflict:
+                # A retry whose first attempt landed meets its own events: say so.
+                landed = await self.read(player_id, after_seq=expected.seq, limit=len(recorded))
+                if len(landed) == len(recorded) and all(r.command_id == command_id for r in landed):
+                    raise DuplicateAppend(player_id, f"{player_id}:{command_id}", landed) from None
+                raise
+
+    def _settle(
+        self, player_id: str, command_id: str, expected: Position, recorded: list[Recorded], ack: _PubAck
+    ) -> list[Recorded]:
+        if ack.error is not None:
+            err = ack.error
+            if err.err_code == ERR_WRONG_LAST_SEQUENCE:
+                raise ConcurrencyConflict(player_id, expected.seq, _trailing_int(err.description))
+            if err.err_code == ERR_BATCH_DUPLICATE_MSG_ID:
+                raise ConcurrencyConflict(player_id, expected.seq, None)  # resolved by the caller above
+            raise AppendFailed(f"append for {player_id} refused: {err.description} ({err.err_code})")
+        if ack.duplicate:
+            raise ConcurrencyConflict(player_id, expected.seq, ack.seq)  # resolved by the caller above
+        first = ack.seq - len(recorded) + 1
+        return [msgspec.structs.replace(r, seq=first + i) for i, r in enumerate(recorded)]
+
+    # -- reading -----------------------------------------------------------
+
+    async def read(
+        self,
+        player_id: str,
+        *,
+        after_seq: int = 0,
+        from_version: int = 1,
+        to_version: int | None = None,
+        limit: int | None = None,
+    ) -> list[Recorded]:
+        """A player's events in order, from stream sequence `after_seq + 1`.
+
+        Uses batched direct gets (one request per `READ_BATCH` events, no consumer),
+        so loading an aggregate costs no server-side state.
+        """
+        out: list[Recorded] = []
+        async for rec in self._direct_batches(player_events(player_id), after_seq + 1):
+            if rec.version < from_version:
+                continue
+            if to_version is not None and rec.version > to_version:
+                break
+            out.append(rec)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    async def _direct_batches(self, subject: str, start_seq: int) -> AsyncIterator[Recorded]:
+        api = f"$JS.API.DIRECT.GET.{self._stream}"
+        seq = start_seq
+        while True:
+            inbox = self._nc.new_inbox()
+            sub = await self._nc.subscribe(inbox)
+            pending = 0
+            try:
+                await self._nc.publish(
+                    api, _json.encode({"seq": seq, "next_by_subj": subject, "batch": READ_BATCH}), reply=inbox
+                )
+                while True:
+                    try:
+                        msg = await sub.next_msg(self._timeout)
+                    except NatsTimeout:
+                        raise AppendFailed(f"direct get on {self._stream} timed out") from None
+                    status = (msg.headers or {}).get("Status")
+                    if status == "404":
+                        return
+                    if status == "204":  # end of this batch
+                        pending = int((msg.headers or {}).get("Nats-Num-Pending", "0"))
+                        break
+                    if status is not None:
+                        raise AppendFailed(f"direct get failed: {status} {msg.headers}")
+                    rec = self._decode(msg)
+                    seq = rec.seq + 1
+                    yield rec
+            finally:
+                await sub.unsubscribe()
+            if pending == 0:
+                return
+
+    def _decode(self, msg: Msg) -> Recorded:
+        headers = msg.headers or {}
+        seq = int(headers.get("Nats-Sequence", "0")) or (msg.metadata.sequence.stream if msg.reply else 0)
+        return codec.decode(msg.data, self._registry, seq)
+
+    async def position(self, player_id: str) -> Position:
+        """The aggregate's last version and sequence, from one direct get."""
+        try:
+            msg = await self._nc.request(
+                f"$JS.API.DIRECT.GET.{self._stream}",
+                _json.encode({"last_by_subj": player_events(player_id)}),
+                timeout=self._timeout,
+            )
+        except NatsTimeout:
+            raise AppendFailed(f"direct get on {self._stream} timed out") from None
+        if (msg.headers or {}).get("Status") == "404":
+            return Position()
+        rec = self._decode(msg)
+        return Position(rec.version, rec.seq)
+
+    async def replay(
+        self, *, subject: str = EVENTS_WILDCARD, start_seq: int = 1, follow: bool = False
+    ) -> AsyncIterator[Recorded]:
+        """Every event matching `subject` in stream order, through an ordered consumer.
+
+        Stops at the end of the log unless `follow`, in which case it tails forever.
+        """
+        js = self._nc.jetstream()
+        info = await js.stream_info(self._stream)
+        if not follow and info.state.last_seq < start_seq:
+            return
+        sub = await js.subscribe(
+            subject,
+            stream=self._stream,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq),
+        )
+        try:
+            if not follow:
+                ci = await sub.consumer_info()
+                if ci.num_pending == 0:
+                    return
+            while True:
+                msg = await sub.next_msg(timeout=None if follow else self._timeout * 6)
+                meta = msg.metadata
+                yield codec.decode(msg.data, self._registry, meta.sequence.stream)
+                if not follow and meta.num_pending == 0:
+                    return
+        finally:
+            await sub.unsubscribe()
+
+    async def epoch(self) -> str:
+        """The incarnation of the log: the stream's creation time. A new stream, a new epoch."""
+        info = await (self._nc.jetstream()).stream_info(self._stream)
+        created = info.created
+        return created.strftime("%Y%m%dT%H%M%S%fZ") if created else "0"
+
+
+def _trailing_int(text: str) -> int | None:
+    tail = text.rsplit(":", 1)[-1].strip()
+    return int(tail) if tail.isdigit() else None

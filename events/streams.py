@@ -1,0 +1,73 @@
+"""Stream and bucket definitions, created or updated idempotently at start-up."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from questlog.services.settings import Settings
+
+from .subjects import EVENTS_WILDCARD
+
+TIMER_SUBJECTS = "timers.>"
+DEAD_LETTER_SUBJECTS = "deadletter.>"
+
+
+def stream_configs(settings: Settings) -> list[StreamConfig]:
+    replicas = settings.replicas
+    return [
+        # The log: immutable (no delete, no purge), atomic batches, fast direct reads.
+        StreamConfig(
+            name=settings.events_stream,
+            subjects=[EVENTS_WILDCARD],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.NEW,
+            num_replicas=replicas,
+            duplicate_window=timedelta(minutes=2).total_seconds(),
+            allow_atomic=True,
+            allow_direct=True,
+            deny_delete=True,
+            deny_purge=True,
+        ),
+        # Durable timers: one scheduled message per due step (processor).
+        StreamConfig(
+            name=settings.timers_stream,
+            subjects=[TIMER_SUBJECTS],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=timedelta(hours=1).total_seconds(),
+            allow_msg_schedules=True,
+        ),
+        # Messages a service gave up on after its max deliveries, kept for operators.
+        StreamConfig(
+            name=settings.dead_letter_stream,
+            subjects=[DEAD_LETTER_SUBJECTS],
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            max_age=timedelta(days=14).total_seconds(),
+        ),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
+    """Create every stream and bucket, or update it to this code's definition."""
+    for config in stream_configs(settings):
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)
+    await js.create_key_value(
+        KeyValueConfig(
+            bucket=settings.snapshots_bucket,
+            history=1,
+            replicas=settings.replicas,
+            storage=StorageType.FILE,
+        )
+    )

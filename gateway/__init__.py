@@ -1,0 +1,1 @@
+"""The aiohttp WebSocket / HTTP JSON-RPC gateway."""

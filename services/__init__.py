@@ -1,0 +1,1 @@
+"""Who reacts: the services, the command line, and the game rules they share."""

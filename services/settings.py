@@ -1,0 +1,132 @@
+"""One typed settings object, read from the environment.
+
+Every service receives a `Settings`; nothing reads `os.environ` elsewhere, so a
+test can run several differently-configured services in one process.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the settings cannot accept."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    nats_url: str | None = None
+    redis_url: str | None = None
+    nats_port: int = 4222
+    redis_port: int = 6379
+    data_dir: str = ".questlog"
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    time_scale: float = 1.0
+    replicas: int = 1
+    stream_prefix: str = ""
+    snapshot_every: int = 50
+    replay_limit: int = 1000
+    max_frame_bytes: int = 65536
+    dev_mode: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def events_stream(self) -> str:
+        return f"{self.stream_prefix}EVENTS"
+
+    @property
+    def timers_stream(self) -> str:
+        return f"{self.stream_prefix}TIMERS"
+
+    @property
+    def dead_letter_stream(self) -> str:
+        return f"{self.stream_prefix}DEADLETTER"
+
+    @property
+    def snapshots_bucket(self) -> str:
+        return f"{self.stream_prefix}snapshots"
+
+    def with_jwt_secret(self) -> Settings:
+        """The settings with a JWT secret: the configured one, else a dev secret kept on disk."""
+        if self.jwt_secret:
+            return self
+        path = self.data_path / "jwt-secret"
+        if path.exists():
+            secret = path.read_text().strip()
+        else:
+            self.data_path.mkdir(parents=True, exist_ok=True)
+            secret = secrets.token_urlsafe(32)
+            path.write_text(secret + "\n")
+            path.chmod(0o600)
+        return msgspec.structs.replace(self, jwt_secret=secret)
+
+
+# env var -> settings field
+_ENV = {
+    "QUESTLOG_HTTP_HOST": "http_host",
+    "QUESTLOG_HTTP_PORT": "http_port",
+    "QUESTLOG_NATS_URL": "nats_url",
+    "QUESTLOG_REDIS_URL": "redis_url",
+    "QUESTLOG_NATS_PORT": "nats_port",
+    "QUESTLOG_REDIS_PORT": "redis_port",
+    "QUESTLOG_DATA_DIR": "data_dir",
+    "QUESTLOG_JWT_SECRET": "jwt_secret",
+    "QUESTLOG_JWT_PUBLIC_KEY": "jwt_public_key",
+    "QUESTLOG_TIME_SCALE": "time_scale",
+    "QUESTLOG_REPLICAS": "replicas",
+    "QUESTLOG_STREAM_PREFIX": "stream_prefix",
+    "QUESTLOG_SNAPSHOT_EVERY": "snapshot_every",
+    "QUESTLOG_REPLAY_LIMIT": "replay_limit",
+    "QUESTLOG_MAX_FRAME_BYTES": "max_frame_bytes",
+    "QUESTLOG_DEV_MODE": "dev_mode",
+    "QUESTLOG_LOG_LEVEL": "log_level",
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from `environ` (default: the process environment) plus overrides."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for var, field in _ENV.items():
+        value = env.get(var)
+        if value is not None and value != "":
+            raw[field] = value
+    raw.update(overrides)
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+    _check(settings)
+    return settings
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    for var, field in _ENV.items():
+        text = text.replace(f"`$.{field}`", var)
+    return f"invalid setting: {text}"
+
+
+def _check(s: Settings) -> None:
+    if not 0 < s.time_scale <= 1000:
+        raise SettingsError("invalid setting: QUESTLOG_TIME_SCALE must be > 0 and <= 1000")
+    if s.replicas not in (1, 3, 5):
+        raise SettingsError("invalid setting: QUESTLOG_REPLICAS must be 1, 3 or 5")
+    for name in ("http_port", "nats_port", "redis_port"):
+        port = getattr(s, name)
+        if not 0 <= port <= 65535:
+            raise SettingsError(f"invalid setting: {name} {port} is not a TCP port")
+    if s.snapshot_every < 1 or s.replay_limit < 1 or s.max_frame_bytes < 1024:
+        raise SettingsError("invalid setting: snapshot_every, replay_limit >= 1; max_frame_bytes >= 1024")

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import nats
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from nats.aio.client import Client as NATS
+
+from questlog.events.streams import ensure_streams
+from questlog.services.settings import Settings, load_settings
+
+from .servers import container_urls, containers_wanted, local_nats, local_redis
+
+
+class Stack:
+    """URLs of the session's servers, and the processes when we own them."""
+
+    def __init__(self, nats_url: str, redis_url: str, nats_proc=None, redis_proc=None, tmp: Path | None = None):
+        self.nats_url, self.redis_url = nats_url, redis_url
+        self.nats_proc, self.redis_proc, self.tmp = nats_proc, redis_proc, tmp
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    tmp = tmp_path_factory.mktemp("servers")
+    async with AsyncExitStack() as es:
+        if containers_wanted():
+            nats_url, redis_url = await es.enter_async_context(container_urls())
+            yield Stack(nats_url, redis_url, tmp=tmp)
+        else:
+            n = await es.enter_async_context(local_nats(tmp))
+            r = await es.enter_async_context(local_redis(tmp))
+            yield Stack(n.url, r.url, n, r, tmp)
+
+
+@pytest.fixture(scope="session")
+def settings(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return load_settings(
+        {},
+        nats_url=stack.nats_url,
+        redis_url=stack.redis_url,
+        data_dir=str(tmp_path_factory.mktemp("data")),
+        jwt_secret="test-secret-test-secret-test-secret",
+        time_scale=0.01,
+    )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def nc(settings: Settings) -> AsyncIterator[NATS]:
+    client = await nats.connect(settings.nats_url)
+    await ensure_streams(client.jetstream(), settings)
+    yield client
+    await client.drain()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def player_id() -> str:
+    """A fresh aggregate per test: tests share the servers, never a player."""
+    return f"p-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,185 @@
+"""The event store against a real nats-server: OCC, atomic batches, dedupe, upcasting."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import ClassVar
+
+import msgspec
+import pytest
+from nats.aio.client import Client as NATS
+
+from questlog.events import codec
+from questlog.events.errors import ConcurrencyConflict, DuplicateAppend, UnknownEventType
+from questlog.events.registry import EventRegistry
+from questlog.events.schema import (
+    PAYLOADS,
+    NewEvent,
+    Payload,
+    QueuePaused,
+    QueueResumed,
+    Recorded,
+)
+from questlog.events.store import EventStore, Position
+from questlog.events.subjects import event_subject, player_events
+from questlog.services.settings import Settings
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def paused(reason: str) -> NewEvent:
+    return NewEvent(QueuePaused(reason=reason), NOW)
+
+
+@pytest.fixture
+def store(nc: NATS, settings: Settings) -> EventStore:
+    return EventStore(nc, settings)
+
+
+async def test_append_and_read_back_in_order(store: EventStore, player_id: str) -> None:
+    first = await store.append(player_id, [paused("a")], expected=Position(), command_id="c1")
+    assert [r.version for r in first] == [1]
+    second = await store.append(
+        player_id,
+        [NewEvent(QueueResumed(), NOW), paused("b")],
+        expected=Position(first[-1].version, first[-1].seq),
+        command_id="c2",
+    )
+    assert [r.version for r in second] == [2, 3]
+    assert second[0].seq < second[1].seq
+    events = await store.read(player_id)
+    assert [(r.version, r.type, r.command_id) for r in events] == [
+        (1, "queue.paused", "c1"),
+        (2, "queue.resumed", "c2"),
+        (3, "queue.paused", "c2"),
+    ]
+    assert events[2].event == QueuePaused(reason="b")
+    assert await store.position(player_id) == Position(3, second[-1].seq)
+    assert [r.version for r in await store.read(player_id, from_version=2)] == [2, 3]
+    assert [r.version for r in await store.read(player_id, after_seq=first[0].seq)] == [2, 3]
+
+
+async def test_twenty_concurrent_writers_get_dense_versions(store: EventStore, player_id: str) -> None:
+    """Each writer appends 5 decisions (some of 2 events); losers reload and retry."""
+    writers, decisions = 20, 5
+    conflicts = 0
+
+    async def writer(w: int) -> None:
+        nonlocal conflicts
+        for d in range(decisions):
+            batch = [paused(f"w{w}d{d}")] + ([paused(f"w{w}d{d}+")] if d % 2 else [])
+            while True:
+                pos = await store.position(player_id)
+                try:
+                    await store.append(player_id, batch, expected=pos, command_id=f"w{w}-d{d}")
+                    break
+                except ConcurrencyConflict:
+                    conflicts += 1
+
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    events = await store.read(player_id)
+    expected_total = writers * sum(2 if d % 2 else 1 for d in range(decisions))
+    assert [r.version for r in events] == list(range(1, expected_total + 1))
+    reasons = [r.event.reason for r in events]  # type: ignore[attr-defined]
+    assert len(set(reasons)) == expected_total  # every event exactly once
+    # a batch stays contiguous: the "+" event directly follows its partner
+    for i, reason in enumerate(reasons):
+        if reason.endswith("+"):
+            assert reasons[i - 1] == reason[:-1]
+    assert conflicts > 0, "20 concurrent writers should have collided at least once"
+
+
+async def test_batch_failing_occ_lands_nothing(store: EventStore, player_id: str) -> None:
+    await store.append(player_id, [paused("one")], expected=Position(), command_id="c1")
+    with pytest.raises(ConcurrencyConflict) as info:
+        await store.append(
+            player_id, [paused("x"), paused("y"), paused("z")], expected=Position(), command_id="stale"
+        )
+    assert info.value.expected_seq == 0
+    events = await store.read(player_id)
+    assert [r.command_id for r in events] == ["c1"]
+
+
+async def test_retried_append_lands_once(store: EventStore, player_id: str) -> None:
+    """The ack of the first attempt is 'lost': the writer sends the same decision again."""
+    batch = [paused("x"), paused("y")]
+    landed = await store.append(player_id, batch, expected=Position(), command_id="retry-me")
+    with pytest.raises(DuplicateAppend) as info:
+        await store.append(player_id, batch, expected=Position(), command_id="retry-me")
+    assert [r.seq for r in info.value.landed] == [r.seq for r in landed]
+    # and a single-event retry
+    pos = Position(landed[-1].version, landed[-1].seq)
+    one = await store.append(player_id, [paused("z")], expected=pos, command_id="single")
+    with pytest.raises(DuplicateAppend):
+        await store.append(player_id, [paused("z")], expected=pos, command_id="single")
+    events = await store.read(player_id)
+    assert [r.version for r in events] == [1, 2, 3]
+    assert events[-1].seq == one[0].seq
+
+
+async def test_old_schema_event_is_upcast_on_read(nc: NATS, settings: Settings, player_id: str) -> None:
+    """A v1 payload written by old code reads as today's v2 struct."""
+
+    class QueuePausedV2(Payload, frozen=True):
+        TYPE: ClassVar[str] = "queue.paused"
+        SCHEMA: ClassVar[int] = 2
+        reason: str
+        by: str
+        severity: str
+
+    others = [p for p in PAYLOADS if p.TYPE != "queue.paused"]
+    registry = EventRegistry([*others, QueuePausedV2])
+
+    @registry.upcaster("queue.paused", 1)
+    def _v1_to_v2(data: dict) -> dict:
+        return {**data, "by": data.get("by", "player"), "severity": "info"}
+
+    v1 = {
+        "type": "queue.paused",
+        "schema": 1,
+        "player_id": player_id,
+        "version": 1,
+        "occurred_at": NOW.isoformat(),
+        "data": {"reason": "old"},
+    }
+    await nc.jetstream().publish(event_subject(player_id, "queue.paused"), msgspec.json.encode(v1))
+    (event,) = await EventStore(nc, settings, registry).read(player_id)
+    assert event.event == QueuePausedV2(reason="old", by="player", severity="info")
+    assert event.version == 1
+
+
+async def test_unknown_event_type_raises_named_error(nc: NATS, store: EventStore, player_id: str) -> None:
+    body = msgspec.json.encode(
+        {
+            "type": "dragon.befriended",
+            "schema": 1,
+            "player_id": player_id,
+            "version": 1,
+            "occurred_at": NOW.isoformat(),
+            "data": {},
+        }
+    )
+    await nc.jetstream().publish(event_subject(player_id, "dragon.befriended"), body)
+    with pytest.raises(UnknownEventType) as info:
+        await store.read(player_id)
+    assert info.value.event_type == "dragon.befriended"
+
+
+async def test_replay_uses_ordered_consumer_in_stream_order(store: EventStore, player_id: str) -> None:
+    pos = Position()
+    for i in range(12):
+        (rec,) = await store.append(player_id, [paused(str(i))], expected=pos, command_id=f"r{i}")
+        pos = Position(rec.version, rec.seq)
+    replayed = [r async for r in store.replay(subject=player_events(player_id))]
+    assert [r.version for r in replayed] == list(range(1, 13))
+    assert [r.seq for r in replayed] == sorted(r.seq for r in replayed)
+
+
+async def test_codec_round_trip_and_epoch(store: EventStore, player_id: str) -> None:
+    rec = Recorded(
+        player_id=player_id, version=7, occurred_at=NOW, event=QueuePaused(reason="r", by="system"), command_id="c"
+    )
+    assert codec.decode(codec.encode(rec), store.registry) == rec
+    epoch = await store.epoch()
+    assert epoch and epoch == await store.epoch()
