@@ -1,0 +1,84 @@
+"""JWT tokens: who a caller is and whether they hold the admin role."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jwt
+import msgspec
+
+from questlog.services.settings import Settings
+
+
+class AuthError(Exception):
+    """A token is missing, malformed, badly signed or expired; `reason` is readable."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class Identity(msgspec.Struct, frozen=True):
+    player_id: str
+    roles: tuple[str, ...] = ()
+    expires_at: int = 0
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+class TokenVerifier:
+    """HS256 with the shared secret; RS256 as well when a public key is configured."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._secret = settings.jwt_secret
+        self._public_key = (
+            Path(settings.jwt_public_key).read_text() if settings.jwt_public_key else None
+        )
+
+    def verify(self, token: str, *, now: float | None = None) -> Identity:
+        if not isinstance(token, str) or not token:
+            raise AuthError("a token is required")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise AuthError("the token is not a JWT") from None
+        alg = header.get("alg")
+        if alg == "HS256" and self._secret:
+            key = self._secret
+        elif alg == "RS256" and self._public_key:
+            key = self._public_key
+        else:
+            raise AuthError(f"tokens signed with {alg!r} are not accepted")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                options={"require": ["sub", "exp"], "verify_exp": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"the token is invalid: {exc}") from None
+        exp = int(claims["exp"])
+        if exp <= (time.time() if now is None else now):
+            raise AuthError("the token has expired")
+        roles = claims.get("roles") or []
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise AuthError("the token's roles claim must be a list of strings")
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub:
+            raise AuthError("the token's sub claim must name a player")
+        return Identity(player_id=sub, roles=tuple(roles), expires_at=exp)
+
+
+def issue_token(settings: Settings, player_id: str, *, admin: bool = False, ttl_s: int = 86400) -> str:
+    """An HS256 token signed with the configured secret (dev logins, the CLI, tests)."""
+    if not settings.jwt_secret:
+        raise AuthError("no JWT secret is configured")
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": player_id, "iat": now, "exp": now + ttl_s}
+    if admin:
+        claims["roles"] = ["admin"]
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

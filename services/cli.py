@@ -1,0 +1,79 @@
+"""The `questlog` command line: run the system, mint tokens, and operate the log."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from .settings import Settings, SettingsError, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="questlog", description="Event-sourced idle-game activity queues.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("up", help="run the whole system on embedded NATS and Redis")
+
+    run = sub.add_parser("run", help="run one service, configured by the environment")
+    run.add_argument("service", help="the service to run (see `questlog services`)")
+
+    sub.add_parser("services", help="list the services `run` accepts")
+
+    tok = sub.add_parser("token", help="print a JWT signed with the configured secret")
+    tok.add_argument("--player", required=True, help="the player id (the token's sub)")
+    tok.add_argument("--admin", action="store_true", help="grant the admin role")
+    tok.add_argument("--ttl", type=int, default=86400, help="lifetime in seconds (default 86400)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"questlog: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _dispatch(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from .logs import configure_logging
+
+    if args.command == "token":
+        from questlog.events.subjects import valid_player_id
+        from questlog.gateway.auth import issue_token
+
+        if not valid_player_id(args.player):
+            print("questlog: a player id is 1-64 letters, digits, '-' or '_'", file=sys.stderr)
+            return 2
+        print(issue_token(settings.with_jwt_secret(), args.player, admin=args.admin, ttl_s=args.ttl))
+        return 0
+    if args.command == "services":
+        from .roster import services
+
+        print("\n".join(services()))
+        return 0
+    configure_logging(settings.log_level)
+    if args.command == "up":
+        from .stack import up
+
+        return asyncio.run(up(settings))
+    if args.command == "run":
+        from .roster import services
+        from .stack import run_one
+
+        chosen = services()
+        if args.service not in chosen:
+            print(f"questlog: no service {args.service!r}; choose one of {', '.join(chosen)}", file=sys.stderr)
+            return 2
+        return asyncio.run(run_one(settings.with_jwt_secret(), args.service, chosen[args.service]))
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

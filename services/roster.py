@@ -1,0 +1,27 @@
+"""Which services exist and how each one runs: `questlog run <name>` and `questlog up`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from .wiring import Wiring
+
+# A service runs until `stop` is set, then drains and returns.
+ServiceMain = Callable[[Wiring, asyncio.Event], Awaitable[None]]
+
+
+async def _gateway(wiring: Wiring, stop: asyncio.Event) -> None:
+    from questlog.gateway.app import serve
+
+    runner = await serve(wiring, wiring.settings.http_host, wiring.settings.http_port)
+    wiring.ready("gateway").set()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def services() -> dict[str, ServiceMain]:
+    """Every service, in start-up order (the gateway last, so it starts on a ready system)."""
+    return {"gateway": _gateway}

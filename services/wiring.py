@@ -1,0 +1,48 @@
+"""The connections every service shares: NATS, JetStream, Redis and the event store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import nats
+import redis.asyncio as aioredis
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from questlog.events.store import EventStore
+from questlog.events.streams import ensure_streams
+
+from .settings import Settings
+
+
+class Wiring:
+    def __init__(self, settings: Settings, nc: NATS, redis: aioredis.Redis) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.redis = redis
+        self.store = EventStore(nc, settings)
+        self._ready: dict[str, asyncio.Event] = {}
+
+    def ready(self, name: str) -> asyncio.Event:
+        """Set by a service once it serves; awaited by whoever starts it."""
+        return self._ready.setdefault(name, asyncio.Event())
+
+
+@asynccontextmanager
+async def connect(settings: Settings, *, name: str = "questlog", create_streams: bool = True) -> AsyncIterator[Wiring]:
+    """Connect to NATS and Redis; drain NATS and close Redis on the way out."""
+    if not settings.nats_url or not settings.redis_url:
+        raise ValueError("QUESTLOG_NATS_URL and QUESTLOG_REDIS_URL must be set to run a service")
+    nc = await nats.connect(settings.nats_url, name=name, max_reconnect_attempts=-1)
+    redis = aioredis.from_url(settings.redis_url)
+    try:
+        if create_streams:
+            await ensure_streams(nc.jetstream(), settings)
+        yield Wiring(settings, nc, redis)
+    finally:
+        if not nc.is_closed:
+            await nc.drain()
+        await redis.aclose()
