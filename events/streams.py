@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, KeyValueConfig, RePublish, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from questlog.services.settings import Settings
 
-from .subjects import EVENTS_WILDCARD
+from .subjects import EVENTS_WILDCARD, LIVE_REPUBLISH
 
 TIMER_SUBJECTS = "timers.>"
 DEAD_LETTER_SUBJECTS = "deadletter.>"
+AUDIT_SUBJECTS = "audit.>"
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:
@@ -32,6 +33,10 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             allow_direct=True,
             deny_delete=True,
             deny_purge=True,
+            # Live delivery: only events the stream stored are republished. A core
+            # subscription on players.<id>.events.> would also see appends the
+            # server refused (a lost OCC race, a failed batch): never use one.
+            republish=RePublish(src=EVENTS_WILDCARD, dest=LIVE_REPUBLISH),
         ),
         # Durable timers: one scheduled message per due step (processor).
         StreamConfig(
@@ -50,6 +55,14 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             storage=StorageType.FILE,
             num_replicas=replicas,
             max_age=timedelta(days=14).total_seconds(),
+        ),
+        # Every admin call, reads included, naming the admin.
+        StreamConfig(
+            name=settings.audit_stream,
+            subjects=[AUDIT_SUBJECTS],
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            max_age=timedelta(days=365).total_seconds(),
         ),
     ]
 

@@ -7,6 +7,8 @@ import re
 _PLAYER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 EVENTS_WILDCARD = "players.*.events.>"
+# Where the EVENTS stream republishes each event once stored (stream RePublish).
+LIVE_REPUBLISH = "live.players.{{wildcard(1)}}.events.>"
 
 
 def valid_player_id(player_id: str) -> bool:
@@ -21,6 +23,11 @@ def event_subject(player_id: str, event_type: str) -> str:
 def player_events(player_id: str) -> str:
     """The whole aggregate: the OCC scope, the read filter and the live subscription."""
     return f"players.{player_id}.events.>"
+
+
+def live_player_events(player_id: str) -> str:
+    """Committed events only, as they are stored: what the gateway subscribes to."""
+    return f"live.players.{player_id}.events.>"
 
 
 def events_of_type(event_type: str) -> str:

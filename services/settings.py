@@ -55,6 +55,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.stream_prefix}DEADLETTER"
 
     @property
+    def audit_stream(self) -> str:
+        return f"{self.stream_prefix}AUDIT"
+
+    @property
     def snapshots_bucket(self) -> str:
         return f"{self.stream_prefix}snapshots"
 

@@ -183,3 +183,27 @@ async def test_codec_round_trip_and_epoch(store: EventStore, player_id: str) -> 
     assert codec.decode(codec.encode(rec), store.registry) == rec
     epoch = await store.epoch()
     assert epoch and epoch == await store.epoch()
+
+
+async def test_live_subject_carries_only_stored_events(nc: NATS, store: EventStore, player_id: str) -> None:
+    """A refused append (lost OCC race, failed batch) never reaches live subscribers."""
+    from questlog.events.subjects import live_player_events
+
+    got: list[int] = []
+    arrived = asyncio.Event()
+
+    async def on_live(msg) -> None:
+        got.append(int(msg.headers["Nats-Sequence"]))
+        if len(got) == 2:
+            arrived.set()
+
+    sub = await nc.subscribe(live_player_events(player_id), cb=on_live)
+    first = await store.append(player_id, [paused("ok")], expected=Position(), command_id="a")
+    with pytest.raises(ConcurrencyConflict):
+        await store.append(player_id, [paused("lost"), paused("race")], expected=Position(), command_id="b")
+    second = await store.append(
+        player_id, [paused("ok2")], expected=Position(1, first[0].seq), command_id="c"
+    )
+    await asyncio.wait_for(arrived.wait(), 5)
+    await sub.unsubscribe()
+    assert got == [first[0].seq, second[0].seq]

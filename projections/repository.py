@@ -1,0 +1,68 @@
+"""Loading a player's state: newest snapshot + the events after it, kept warm in memory.
+
+Every service instance keeps recently used states (an LRU). A command may
+decide on the cached state without asking the log (`fresh=False`): if the log
+moved on, the append's optimistic-concurrency check refuses it and the caller
+loads again with `fresh=True`, which reads only the events after the cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from questlog.events.store import EventStore
+
+from .player import evolve, initial_state
+from .snapshots import SnapshotStore
+from .state import PlayerState
+
+# Raise when PlayerState changes shape: older snapshots are then ignored.
+SNAPSHOT_SCHEMA = 1
+
+
+class PlayerRepository:
+    def __init__(
+        self,
+        store: EventStore,
+        snapshots: SnapshotStore[PlayerState] | None = None,
+        *,
+        cache_size: int = 10_000,
+    ) -> None:
+        self._store = store
+        self._snapshots = snapshots
+        self._cache: OrderedDict[str, PlayerState] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def load(self, player_id: str, *, fresh: bool = True) -> PlayerState:
+        state = self._cache.get(player_id)
+        if state is None:
+            state = await self._base(player_id)
+            fresh = True
+        if fresh:
+            for rec in await self._store.read(player_id, after_seq=state.last_seq):
+                state = evolve(state, rec)
+        self._remember(player_id, state)
+        return state
+
+    async def load_at(self, player_id: str, version: int) -> PlayerState:
+        """Time travel: the state folded from the first event up to `version`."""
+        state = initial_state(player_id)
+        for rec in await self._store.read(player_id, to_version=version):
+            state = evolve(state, rec)
+        return state
+
+    def forget(self, player_id: str) -> None:
+        self._cache.pop(player_id, None)
+
+    async def _base(self, player_id: str) -> PlayerState:
+        if self._snapshots is not None:
+            snap = await self._snapshots.get(player_id)
+            if snap is not None and snap.player_id == player_id:
+                return snap
+        return initial_state(player_id)
+
+    def _remember(self, player_id: str, state: PlayerState) -> None:
+        self._cache[player_id] = state
+        self._cache.move_to_end(player_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
