@@ -1,0 +1,60 @@
+"""Durable timers: one JetStream scheduled message per due step or retry.
+
+A timer is a message on `timers.schedule.<player>.<task>.<attempt>.<kind><n>`
+with `Nats-Schedule: @at <time>`; at that time the server publishes its body to
+`timers.due.<player>`, where the processor consumes it. The schedule subject
+doubles as the `Nats-Msg-Id`, so scheduling the same timer twice is harmless,
+and a time in the past fires at once. No timer lives only in memory.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+from nats.js import JetStreamContext
+
+DUE_SUBJECTS = "timers.due.>"
+
+
+class Timer(msgspec.Struct, frozen=True, kw_only=True):
+    player_id: str
+    task_id: str
+    attempt: int
+    kind: str  # "step" | "retry"
+    step: int
+    due_at: datetime
+
+    @property
+    def schedule_subject(self) -> str:
+        return f"timers.schedule.{self.player_id}.{self.task_id}.{self.attempt}.{self.kind}{self.step}"
+
+
+def due_subject(player_id: str) -> str:
+    return f"timers.due.{player_id}"
+
+
+def schedule_expression(at: datetime) -> str:
+    at = at.astimezone(UTC)
+    return "@at " + at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+_encoder = msgspec.json.Encoder()
+timer_decoder = msgspec.json.Decoder(Timer)
+
+
+class TimerScheduler:
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+
+    async def schedule(self, timer: Timer) -> None:
+        subject = timer.schedule_subject
+        await self._js.publish(
+            subject,
+            _encoder.encode(timer),
+            headers={
+                "Nats-Schedule": schedule_expression(timer.due_at),
+                "Nats-Schedule-Target": due_subject(timer.player_id),
+                "Nats-Msg-Id": subject,
+            },
+        )
