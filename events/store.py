@@ -83,18 +83,23 @@ class EventStore:
         events: Sequence[NewEvent],
         *,
         expected: Position,
-        command_id: str,
+        command_id: str | None = None,
         causation_id: str | None = None,
     ) -> list[Recorded]:
         """Append one decision's events after `expected`, or raise.
 
-        Raises `ConcurrencyConflict` when the aggregate moved on since `expected`,
-        `DuplicateAppend` when this command's events already landed (a retry).
-        The message id of the i-th event is `<player>:<command_id>:<i>`, so a
-        retried decision is recognised inside the duplicate window.
+        `command_id` names a client's command (remembered by the aggregate for
+        idempotency); `causation_id` names what caused a service's decision.
+        One of them is required: the message id of the i-th event is
+        `<player>:<command_id or causation_id>:<i>`, so a retried decision is
+        recognised. Raises `ConcurrencyConflict` when the aggregate moved on
+        since `expected`, `DuplicateAppend` when this decision already landed.
         """
         if not events:
             return []
+        key = command_id or causation_id
+        if not key:
+            raise ValueError("an append needs a command_id or a causation_id")
         recorded = [
             Recorded(
                 player_id=player_id,
@@ -108,7 +113,7 @@ class EventStore:
         ]
         with _tracer.start_as_current_span(
             "events.append",
-            attributes={"player.id": player_id, "events.count": len(events), "command.id": command_id},
+            attributes={"player.id": player_id, "events.count": len(events), "decision": key},
         ):
             headers_base: dict[str, str] = {}
             propagate.inject(headers_base)
@@ -116,7 +121,7 @@ class EventStore:
             ack: _PubAck | None = None
             for i, rec in enumerate(recorded):
                 headers = dict(headers_base)
-                headers["Nats-Msg-Id"] = f"{player_id}:{command_id}:{i}"
+                headers["Nats-Msg-Id"] = f"{player_id}:{key}:{i}"
                 if i == 0:
                     headers["Nats-Expected-Last-Subject-Sequence"] = str(expected.seq)
                     headers["Nats-Expected-Last-Subject-Sequence-Subject"] = player_events(player_id)
@@ -134,17 +139,16 @@ class EventStore:
                 ack = _ack_decoder.decode(reply.data)
             assert ack is not None
             try:
-                return self._settle(player_id, command_id, expected, recorded, ack)
+                return self._settle(player_id, expected, recorded, ack)
             except ConcurrencyConflict:
                 # A retry whose first attempt landed meets its own events: say so.
                 landed = await self.read(player_id, after_seq=expected.seq, limit=len(recorded))
-                if len(landed) == len(recorded) and all(r.command_id == command_id for r in landed):
-                    raise DuplicateAppend(player_id, f"{player_id}:{command_id}", landed) from None
+                mine = (command_id, causation_id)
+                if len(landed) == len(recorded) and all((r.command_id, r.causation_id) == mine for r in landed):
+                    raise DuplicateAppend(player_id, f"{player_id}:{key}", landed) from None
                 raise
 
-    def _settle(
-        self, player_id: str, command_id: str, expected: Position, recorded: list[Recorded], ack: _PubAck
-    ) -> list[Recorded]:
+    def _settle(self, player_id: str, expected: Position, recorded: list[Recorded], ack: _PubAck) -> list[Recorded]:
         if ack.error is not None:
             err = ack.error
             if err.err_code == ERR_WRONG_LAST_SEQUENCE:
@@ -244,8 +248,7 @@ class EventStore:
         Stops at the end of the log unless `follow`, in which case it tails forever.
         """
         js = self._nc.jetstream()
-        info = await js.stream_info(self._stream)
-        if not follow and info.state.last_seq < start_seq:
+        if not follow and not await self._any_from(subject, start_seq):
             return
         sub = await js.subscribe(
             subject,
@@ -254,10 +257,6 @@ class EventStore:
             config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq),
         )
         try:
-            if not follow:
-                ci = await sub.consumer_info()
-                if ci.num_pending == 0:
-                    return
             while True:
                 msg = await sub.next_msg(timeout=None if follow else self._timeout * 6)
                 meta = msg.metadata
@@ -266,6 +265,15 @@ class EventStore:
                     return
         finally:
             await sub.unsubscribe()
+
+    async def _any_from(self, subject: str, start_seq: int) -> bool:
+        """Whether any event matches `subject` at or after `start_seq` (one direct get)."""
+        msg = await self._nc.request(
+            f"$JS.API.DIRECT.GET.{self._stream}",
+            _json.encode({"seq": start_seq, "next_by_subj": subject}),
+            timeout=self._timeout,
+        )
+        return (msg.headers or {}).get("Status") is None
 
     async def epoch(self) -> str:
         """The incarnation of the log: the stream's creation time. A new stream, a new epoch."""
