@@ -157,6 +157,15 @@ class TaskRetryScheduled(Payload, frozen=True):
     reason: str
 
 
+class EquipmentEquipped(Payload, frozen=True):
+    """A spare from the inventory went into an empty slot (at a task's start or after a break)."""
+
+    TYPE: ClassVar[str] = "equipment.equipped"
+    slot: str
+    item: str
+    durability: int
+
+
 # -- operators ------------------------------------------------------------------
 
 
@@ -184,6 +193,7 @@ DomainEvent = (
     | TaskCompleted
     | TaskFailed
     | TaskRetryScheduled
+    | EquipmentEquipped
     | AdminGranted
 )
 

@@ -275,6 +275,11 @@ class EventStore:
         )
         return (msg.headers or {}).get("Status") is None
 
+    async def last_seq(self) -> int:
+        """The stream's last sequence: where a follower that wants only new events starts."""
+        info = await self._nc.jetstream().stream_info(self._stream)
+        return info.state.last_seq
+
     async def epoch(self) -> str:
         """The incarnation of the log: the stream's creation time. A new stream, a new epoch."""
         info = await (self._nc.jetstream()).stream_info(self._stream)

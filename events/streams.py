@@ -38,11 +38,13 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             # server refused (a lost OCC race, a failed batch): never use one.
             republish=RePublish(src=EVENTS_WILDCARD, dest=LIVE_REPUBLISH),
         ),
-        # Durable timers: one scheduled message per due step (processor).
+        # Durable timers: one scheduled message per due step (processor). Limits, not
+        # work-queue retention, so operators and tests may add their own consumers.
         StreamConfig(
             name=settings.timers_stream,
             subjects=[TIMER_SUBJECTS],
-            retention=RetentionPolicy.WORK_QUEUE,
+            retention=RetentionPolicy.LIMITS,
+            max_age=timedelta(days=30).total_seconds(),
             storage=StorageType.FILE,
             num_replicas=replicas,
             duplicate_window=timedelta(hours=1).total_seconds(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from questlog.events.registry import EventRegistry
 from questlog.events.store import EventStore
 
 from .player import evolve, initial_state
@@ -41,15 +42,21 @@ class PlayerRepository:
         if fresh:
             for rec in await self._store.read(player_id, after_seq=state.last_seq):
                 state = evolve(state, rec)
-        self._remember(player_id, state)
+        self.remember(state)
         return state
 
     async def load_at(self, player_id: str, version: int) -> PlayerState:
-        """Time travel: the state folded from the first event up to `version`."""
-        state = initial_state(player_id)
-        for rec in await self._store.read(player_id, to_version=version):
+        """Time travel: the state exactly at `version` (from a snapshot at or before it)."""
+        state = await self._base(player_id)
+        if state.version > version:
+            state = initial_state(player_id)
+        for rec in await self._store.read(player_id, after_seq=state.last_seq, to_version=version):
             state = evolve(state, rec)
         return state
+
+    @property
+    def registry(self) -> EventRegistry:
+        return self._store.registry
 
     def forget(self, player_id: str) -> None:
         self._cache.pop(player_id, None)
@@ -61,8 +68,9 @@ class PlayerRepository:
                 return snap
         return initial_state(player_id)
 
-    def _remember(self, player_id: str, state: PlayerState) -> None:
-        self._cache[player_id] = state
-        self._cache.move_to_end(player_id)
+    def remember(self, state: PlayerState) -> None:
+        """Keep a state this process just built (e.g. after its own append)."""
+        self._cache[state.player_id] = state
+        self._cache.move_to_end(state.player_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -25,6 +25,24 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("--player", required=True, help="the player id (the token's sub)")
     tok.add_argument("--admin", action="store_true", help="grant the admin role")
     tok.add_argument("--ttl", type=int, default=86400, help="lifetime in seconds (default 86400)")
+    ev = sub.add_parser("events", help="read the event log").add_subparsers(dest="events_command", required=True)
+    rp = ev.add_parser("replay", help="a player's events as a readable timeline")
+    rp.add_argument("--player", required=True)
+    rp.add_argument("--from-version", type=int, default=1)
+    rp.add_argument("--type", action="append", dest="types", help="only this type (or prefix: task); repeatable")
+    rp.add_argument("--json", action="store_true", help="one JSON object per line")
+    tl = ev.add_parser("tail", help="follow new events (Ctrl-C stops)")
+    tl.add_argument("--player")
+    ex = ev.add_parser("export", help="the whole log, one JSON object per line")
+    ex.add_argument("--format", choices=["jsonl"], default="jsonl")
+
+    st = sub.add_parser("state", help="a player's folded state, now or at a version (time travel)")
+    st.add_argument("--player", required=True)
+    st.add_argument("--at-version", type=int)
+
+    adm = sub.add_parser("admin", help="operator commands").add_subparsers(dest="admin_command", required=True)
+    ins = adm.add_parser("inspect", help="state, queue, pending timers and last events of a player")
+    ins.add_argument("--player", required=True)
     return p
 
 
@@ -59,6 +77,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print("\n".join(services()))
         return 0
     configure_logging(settings.log_level)
+    if args.command in ("events", "state", "admin"):
+        from .operator_cli import run_operator_command
+
+        return asyncio.run(run_operator_command(args, settings))
     if args.command == "up":
         from .stack import up
 

@@ -15,11 +15,13 @@ current state and decides what is due, which makes order and repeats harmless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -78,7 +80,12 @@ async def run_consumer(
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(spec.batch, timeout=fetch_timeout)
-            except NatsTimeout:
+            except (NatsTimeout, asyncio.TimeoutError):
+                continue
+            except NatsError as exc:  # reconnecting, a leader election: wait, then fetch again
+                log.warning("fetch failed; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), fetch_timeout)
                 continue
             groups: dict[str, list[Msg]] = {}
             for msg in msgs:

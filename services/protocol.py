@@ -7,6 +7,7 @@ domain error is mapped to a JSON-RPC error here and nowhere else.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -76,6 +77,12 @@ def rate_limited(retry_after_ms: int) -> RpcError:
 
 def internal(reason: str = "internal error") -> RpcError:
     return RpcError(INTERNAL_ERROR, reason)
+
+
+def rfc3339(at: datetime) -> str:
+    """The protocol's timestamps: UTC, milliseconds, `Z`."""
+    at = at.astimezone(UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 # -- params ---------------------------------------------------------------------
@@ -189,6 +196,17 @@ class AdminGrantParams(Params):
     xp: dict[Name, Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]] = {}
 
 
+class AdminEnqueueParams(Params):
+    """An operator queues a task past the level/tool/station checks (recorded on the event)."""
+
+    player_id: PlayerId
+    activity: Literal["harvesting", "crafting", "combat"]
+    target: Name
+    quantity: Quantity
+    priority: Priority = 0
+    command_id: CommandId | None = None
+
+
 class Method(msgspec.Struct, frozen=True):
     name: str
     params: type[Params]
@@ -225,6 +243,7 @@ METHODS: dict[str, Method] = {
         Method("admin.pause", AdminPauseParams, "Pause a player's queue", admin=True),
         Method("admin.resume", AdminPlayerParams, "Resume a player's queue", admin=True),
         Method("admin.grant", AdminGrantParams, "Grant items or xp", admin=True),
+        Method("admin.enqueue", AdminEnqueueParams, "Queue a task bypassing validation", admin=True),
     ]
 }
 

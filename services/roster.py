@@ -11,6 +11,30 @@ from .wiring import Wiring
 ServiceMain = Callable[[Wiring, asyncio.Event], Awaitable[None]]
 
 
+async def _commands(wiring: Wiring, stop: asyncio.Event) -> None:
+    from .commands import serve_commands
+
+    await serve_commands(wiring, stop)
+
+
+async def _processor(wiring: Wiring, stop: asyncio.Event) -> None:
+    from .processor import serve_processor
+
+    await serve_processor(wiring, stop)
+
+
+async def _reward(wiring: Wiring, stop: asyncio.Event) -> None:
+    from .reward import serve_reward
+
+    await serve_reward(wiring, stop)
+
+
+async def _snapshotter(wiring: Wiring, stop: asyncio.Event) -> None:
+    from .snapshotter import serve_snapshotter
+
+    await serve_snapshotter(wiring, stop)
+
+
 async def _gateway(wiring: Wiring, stop: asyncio.Event) -> None:
     from questlog.gateway.app import serve
 
@@ -24,4 +48,10 @@ async def _gateway(wiring: Wiring, stop: asyncio.Event) -> None:
 
 def services() -> dict[str, ServiceMain]:
     """Every service, in start-up order (the gateway last, so it starts on a ready system)."""
-    return {"gateway": _gateway}
+    return {
+        "commands": _commands,
+        "processor": _processor,
+        "reward": _reward,
+        "snapshotter": _snapshotter,
+        "gateway": _gateway,
+    }

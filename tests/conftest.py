@@ -69,3 +69,35 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 def player_id() -> str:
     """A fresh aggregate per test: tests share the servers, never a player."""
     return f"p-{uuid.uuid4().hex[:12]}"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def system(settings: Settings, nc: NATS) -> AsyncIterator[object]:
+    """commands, processor, reward and snapshotter running in this process for the session."""
+    import asyncio
+
+    from questlog.services.roster import services
+    from questlog.services.stack import run_services
+    from questlog.services.wiring import connect
+
+    stop = asyncio.Event()
+    chosen = {k: v for k, v in services().items() if k in ("commands", "processor", "reward", "snapshotter")}
+    async with connect(settings, name="test-system") as wiring:
+        task = asyncio.create_task(run_services(wiring, chosen, stop))
+        await asyncio.wait_for(wiring.ready("commands").wait(), 20)
+        yield wiring
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+def call(system, nc: NATS):
+    """call(method, player_id, **params) through the commands service, as that player."""
+    from questlog.services.command_client import Actor, CommandClient
+
+    client = CommandClient(nc)
+
+    async def _call(method: str, as_player: str, /, roles: tuple[str, ...] = (), actor: str | None = None, **params):
+        return await client.call(method, as_player, params, Actor(actor or as_player, roles))
+
+    return _call

@@ -1,0 +1,232 @@
+"""The commands service: validate, load, decide, append with OCC, answer.
+
+A NATS micro service (discoverable through `$SRV.PING/INFO/STATS`), one
+endpoint per protocol method on `questlog.cmd.<method>`. The gateway, HTTP,
+the CLI and other services all come through here, so every command takes one
+path. Queries (queue.get, player.get, …) load state the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import msgspec
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import EndpointConfig, ServiceConfig
+from opentelemetry import propagate, trace
+
+from questlog.events.schema import Recorded
+from questlog.projections.repository import SNAPSHOT_SCHEMA, PlayerRepository
+from questlog.projections.snapshots import SnapshotStore
+from questlog.projections.state import PlayerState
+from questlog.projections.views import player_view, queue_view
+
+from . import protocol
+from .command_client import Actor, CommandReply, CommandRequest, subject_for
+from .decision_loop import DecisionLoop, TooMuchContention
+from .protocol import METHODS, SYNCABLE, Method, RpcError
+from .rules.catalog import catalog_view
+from .rules.clock import Clock, SystemClock
+from .rules.commands import parse_command
+from .rules.catalog import Rules, load_rules
+from .rules.decide import decide
+from .rules.errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
+from .wiring import Wiring
+
+log = logging.getLogger("questlog.commands")
+_tracer = trace.get_tracer("questlog.commands")
+
+SERVICE_NAME = "questlog-commands"
+SERVICE_VERSION = "0.1.0"
+
+_request_decoder = msgspec.json.Decoder(CommandRequest)
+_encoder = msgspec.json.Encoder()
+
+
+def domain_error(exc: Exception) -> RpcError:
+    """The one place domain errors become protocol errors."""
+    if isinstance(exc, RpcError):
+        return exc
+    if isinstance(exc, RuleViolation):
+        return protocol.rule_violated(exc.rule, exc.detail)
+    if isinstance(exc, NotFound):
+        return protocol.not_found(exc.what, exc.id)
+    if isinstance(exc, VersionConflict):
+        return protocol.conflict(exc.current_version)
+    if isinstance(exc, InvalidCommand):
+        return protocol.invalid_params(exc.field, exc.reason)
+    if isinstance(exc, TooMuchContention):
+        return protocol.internal("the queue is changing too fast; try again")
+    return protocol.internal()
+
+
+def event_view(rec: Recorded) -> dict[str, Any]:
+    """An event as clients see it (the `event` notification's params)."""
+    return {
+        "version": rec.version,
+        "type": rec.type,
+        "at": protocol.rfc3339(rec.occurred_at),
+        "data": msgspec.to_builtins(rec.event),
+    }
+
+
+class CommandHandler:
+    """Everything the endpoints do, callable without NATS (the CLI uses it too)."""
+
+    def __init__(self, wiring: Wiring, rules: Rules, clock: Clock, repo: PlayerRepository) -> None:
+        self.wiring = wiring
+        self.rules = rules
+        self.clock = clock
+        self.repo = repo
+        self.loop = DecisionLoop(wiring.store, repo)
+
+    async def handle(self, method_name: str, player_id: str, raw_params: Any, actor: Actor) -> Any:
+        method = METHODS.get(method_name)
+        if method is None or method.kind in ("session", "gateway"):
+            raise RpcError(protocol.METHOD_NOT_FOUND, f"method {method_name!r} is not served here")
+        if method.admin and "admin" not in actor.roles:
+            raise protocol.forbidden(f"{method_name} needs the admin role")
+        if not method.admin and actor.player_id != player_id and "admin" not in actor.roles:
+            raise protocol.forbidden("a player can only act on their own data")
+        params = protocol.parse_params(method, raw_params)
+        if method.admin:
+            await self._audit(method_name, actor, params)
+        if method.kind == "query":
+            return await self._query(method, player_id, params)
+        if method_name == "sync.push":
+            return await self._sync(player_id, params, actor)  # type: ignore[arg-type]
+        target = getattr(params, "player_id", player_id)
+        return await self._command(method_name, target, params, actor)
+
+    async def _command(self, method_name: str, player_id: str, params: protocol.Params, actor: Actor) -> Any:
+        raw = {k: v for k, v in msgspec.structs.asdict(params).items() if v is not None}
+        command_id = raw.pop("command_id", None) or f"srv-{uuid.uuid4().hex}"
+        if method_name.startswith("admin."):
+            raw["admin"] = actor.player_id
+        command = parse_command(method_name, raw, command_id)
+        outcome = await self.loop.run(
+            player_id,
+            lambda state: _as_tuple(decide(state, command, self.clock, self.rules)),
+            command_id=command_id,
+        )
+        return msgspec.to_builtins(outcome.result)
+
+    async def _sync(self, player_id: str, params: protocol.SyncPushParams, actor: Actor) -> dict[str, Any]:
+        """Offline commands in order; one failing does not stop the rest (docs/protocol.md)."""
+        results = []
+        for item in params.commands:
+            command_id = item.params.get("command_id") if isinstance(item.params, dict) else None
+            entry: dict[str, Any] = {"command_id": command_id, "ok": False}
+            try:
+                if item.method not in SYNCABLE:
+                    raise protocol.invalid_params("method", f"{item.method!r} cannot be sent through sync.push")
+                if not command_id:
+                    raise protocol.invalid_params("command_id", "every command in sync.push needs a command_id")
+                method = METHODS[item.method]
+                result = await self._command(item.method, player_id, protocol.parse_params(method, item.params), actor)
+                entry.update(ok=True, version=result.get("version") if isinstance(result, dict) else None)
+            except Exception as exc:  # each command fails alone
+                err = domain_error(exc)
+                if err.code == protocol.INTERNAL_ERROR:
+                    log.exception("sync.push command failed", extra={"player_id": player_id})
+                entry["error"] = err.to_dict()
+            results.append(entry)
+        state = await self.repo.load(player_id)
+        return {"version": state.version, "results": results}
+
+    async def _query(self, method: Method, player_id: str, params: protocol.Params) -> Any:
+        name = method.name
+        if name == "catalog.get":
+            return catalog_view(self.rules.catalog)
+        if name == "events.replay":
+            p: protocol.ReplayParams = params  # type: ignore[assignment]
+            events = await self.wiring.store.read(player_id, from_version=p.from_version, limit=p.limit)
+            return {"events": [event_view(e) for e in events]}
+        if name == "admin.replay":
+            a: protocol.AdminReplayParams = params  # type: ignore[assignment]
+            events = await self.wiring.store.read(a.player_id, from_version=a.from_version, limit=a.limit)
+            return {"events": [event_view(e) for e in events]}
+        target = getattr(params, "player_id", player_id)
+        state = await self.repo.load(target)
+        if name == "queue.get":
+            return queue_view(state, self.clock.now())
+        if name == "player.get":
+            return player_view(state)
+        if name == "admin.inspect":
+            return await self.inspect(state)
+        raise RpcError(protocol.METHOD_NOT_FOUND, f"method {name!r} is not served here")
+
+    async def inspect(self, state: PlayerState) -> dict[str, Any]:
+        last = await self.wiring.store.read(state.player_id, from_version=max(1, state.version - 19))
+        from .processor import pending_timers
+
+        return {
+            "player_id": state.player_id,
+            "version": state.version,
+            "state": msgspec.to_builtins(state),
+            "queue": queue_view(state, self.clock.now()),
+            "player": player_view(state),
+            "pending_timers": pending_timers(state, self.rules),
+            "last_events": [event_view(e) for e in last],
+        }
+
+    async def _audit(self, method_name: str, actor: Actor, params: protocol.Params) -> None:
+        body = {"admin": actor.player_id, "method": method_name, "params": msgspec.to_builtins(params),
+                "at": protocol.rfc3339(self.clock.now())}
+        await self.wiring.js.publish(f"audit.{actor.player_id}.{method_name}", _encoder.encode(body))
+
+
+def _as_tuple(decision: Any) -> tuple[list[Any], Any]:
+    return list(decision.events), decision.result
+
+
+async def serve_commands(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | None = None, clock: Clock | None = None) -> None:
+    """The micro service: one endpoint per method, in the `questlog-commands` queue group."""
+    rules = rules or load_rules(time_scale=wiring.settings.time_scale)
+    kv = await wiring.js.key_value(wiring.settings.snapshots_bucket)
+    repo = PlayerRepository(wiring.store, SnapshotStore(kv, PlayerState, SNAPSHOT_SCHEMA))
+    handler = CommandHandler(wiring, rules, clock or SystemClock(), repo)
+    service = await add_service(
+        wiring.nc,
+        ServiceConfig(name=SERVICE_NAME, version=SERVICE_VERSION, description="questlog player and admin commands"),
+    )
+    for method in METHODS.values():
+        if method.kind in ("command", "query"):
+            await service.add_endpoint(
+                EndpointConfig(
+                    name=method.name.replace(".", "-"),
+                    subject=subject_for(method.name),
+                    handler=_endpoint(handler, method.name),
+                    metadata={"kind": method.kind, "admin": str(method.admin).lower()},
+                )
+            )
+    wiring.ready("commands").set()
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+
+
+def _endpoint(handler: CommandHandler, method_name: str):
+    async def on_request(req: Request) -> None:
+        ctx = propagate.extract(req.headers or {})
+        with _tracer.start_as_current_span(f"command {method_name}", context=ctx):
+            try:
+                body = _request_decoder.decode(req.data)
+                result = await handler.handle(method_name, body.player_id, body.params, body.actor)
+                reply = CommandReply(result=result)
+            except msgspec.DecodeError as exc:
+                reply = CommandReply(error=protocol.invalid_params("request", str(exc)).to_dict())
+            except Exception as exc:
+                err = domain_error(exc)
+                if err.code == protocol.INTERNAL_ERROR:
+                    log.exception("command failed", extra={"method": method_name})
+                reply = CommandReply(error=err.to_dict())
+        await req.respond(_encoder.encode(reply))
+
+    return on_request
+

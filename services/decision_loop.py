@@ -1,0 +1,82 @@
+"""Load, decide, append with optimistic concurrency, retry on conflict: every writer's loop.
+
+The commands service, the processor and the reward service all write through
+here. A decision is a pure function of the player's state; when the append
+meets a conflict (someone else wrote first) or its own earlier landing (a
+retry), the state is reloaded and the function is asked again, so the result
+is always a decision over the state it was actually appended after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from opentelemetry import trace
+
+from questlog.events.errors import ConcurrencyConflict, DuplicateAppend
+from questlog.events.schema import NewEvent, Recorded
+from questlog.events.store import EventStore, Position
+from questlog.projections.player import evolve
+from questlog.projections.repository import PlayerRepository
+from questlog.projections.state import PlayerState
+
+R = TypeVar("R")
+_tracer = trace.get_tracer("questlog.decisions")
+
+
+class TooMuchContention(Exception):
+    """Every attempt met a conflict: the player is being written too fast."""
+
+
+class Outcome(Generic[R]):
+    __slots__ = ("state", "recorded", "result")
+
+    def __init__(self, state: PlayerState, recorded: list[Recorded], result: R) -> None:
+        self.state, self.recorded, self.result = state, recorded, result
+
+
+class DecisionLoop:
+    def __init__(self, store: EventStore, repo: PlayerRepository, *, max_attempts: int = 12) -> None:
+        self.store = store
+        self.repo = repo
+        self.max_attempts = max_attempts
+
+    async def run(
+        self,
+        player_id: str,
+        decide: Callable[[PlayerState], tuple[list[NewEvent], R]],
+        *,
+        command_id: str | None = None,
+        causation_id: str | None = None,
+        fresh: bool = False,
+    ) -> Outcome[R]:
+        """Decide over the player's state and append; `decide` may raise domain errors.
+
+        `fresh=False` lets the first attempt use the cached state: a stale cache
+        costs one conflict, a fresh read costs a round trip every time. A
+        service's `causation_id` gets `@v<version>` appended: two instances
+        deciding over the same state make the same decision under the same id.
+        """
+        with _tracer.start_as_current_span("decide_and_append", attributes={"player.id": player_id}):
+            for _ in range(self.max_attempts):
+                state = await self.repo.load(player_id, fresh=fresh)
+                events, result = decide(state)
+                if not events:
+                    return Outcome(state, [], result)
+                try:
+                    recorded = await self.store.append(
+                        player_id,
+                        events,
+                        expected=Position(state.version, state.last_seq),
+                        command_id=command_id,
+                        causation_id=f"{causation_id}@v{state.version}" if causation_id else None,
+                    )
+                except (ConcurrencyConflict, DuplicateAppend):
+                    fresh = True
+                    continue
+                for rec in recorded:
+                    state = evolve(state, rec)
+                self.repo.remember(state)
+                return Outcome(state, recorded, result)
+        raise TooMuchContention(f"player {player_id}: {self.max_attempts} conflicting attempts")

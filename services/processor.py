@@ -1,0 +1,134 @@
+"""The processor: runs every queue, with or without a connected client.
+
+It reacts to the events that can make a queue move (a task queued, a reward
+granted, a task finished, a resume…) and to durable timers. Each reaction is
+state-based: load the player, ask the engine what is due, append. A step due
+in the future becomes a JetStream scheduled message; a step already due (the
+processor was down, or steps are short) is completed at once, with the step's
+due time as `occurred_at`, so a catch-up writes exactly the log live
+processing would have written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from questlog.events import codec
+from questlog.events.subjects import events_of_type
+from questlog.projections.repository import PlayerRepository
+from questlog.projections.state import PlayerState
+
+from .consumer import ConsumerSpec, run_consumer
+from .decision_loop import DecisionLoop
+from .rules import engine
+from .rules.clock import Clock, SystemClock
+from .rules.catalog import Rules, load_rules
+from .timers import DUE_SUBJECTS, Timer, TimerScheduler, timer_decoder
+from .wiring import Wiring
+
+log = logging.getLogger("questlog.processor")
+
+# Events after which the queue may have something to do.
+TRIGGERS = (
+    "player.created",
+    "task.enqueued",
+    "task.cancelled",
+    "queue.reordered",
+    "queue.cleared",
+    "queue.resumed",
+    "queue.configured",
+    "task.started",
+    "reward.granted",
+    "task.completed",
+    "task.failed",
+    "task.retry_scheduled",
+    "admin.granted",
+)
+
+
+def next_timer(state: PlayerState) -> Timer | None:
+    """The one timer the player's queue waits for now, if any, as a schedulable Timer."""
+    due = engine.next_timer(state)
+    if due is None:
+        return None
+    return Timer(
+        player_id=state.player_id, task_id=due.task_id, attempt=due.attempt, kind=due.kind, step=due.step,
+        due_at=due.due_at,
+    )
+
+
+def pending_timers(state: PlayerState, rules: Rules) -> list[dict[str, Any]]:
+    """For `admin.inspect`: what the processor will do next for this player, and when."""
+    timer = next_timer(state)
+    if timer is None:
+        return []
+    return [
+        {"task_id": timer.task_id, "kind": timer.kind, "step": timer.step, "attempt": timer.attempt,
+         "due_at": timer.due_at.isoformat()}
+    ]
+
+
+class Processor:
+    def __init__(self, wiring: Wiring, rules: Rules, clock: Clock, repo: PlayerRepository) -> None:
+        self.rules = rules
+        self.clock = clock
+        self.loop = DecisionLoop(wiring.store, repo)
+        self.scheduler = TimerScheduler(wiring.js)
+        self.registry = wiring.store.registry
+
+    async def on_event(self, msg: Msg) -> None:
+        rec = codec.decode(msg.data, self.registry, msg.metadata.sequence.stream)
+        await self.drive(rec.player_id)
+
+    async def on_timer(self, msg: Msg) -> None:
+        timer = timer_decoder.decode(msg.data)
+        await self.fire(timer)
+        await self.drive(timer.player_id)
+
+    async def fire(self, timer: Timer) -> None:
+        """A due timer: complete the step, or restart the task for a retry (stale ones do nothing)."""
+        if timer.kind == "retry":
+            decide = lambda s: (engine.retry(s, timer.task_id, timer.attempt, timer.due_at), None)  # noqa: E731
+        else:
+            decide = lambda s: (  # noqa: E731
+                engine.complete_step(s, timer.task_id, timer.step, timer.attempt, timer.due_at),
+                None,
+            )
+        await self.loop.run(timer.player_id, decide, causation_id=f"timer:{timer.schedule_subject}", fresh=True)
+
+    async def drive(self, player_id: str) -> None:
+        """Start what can start; then schedule, or at once complete, what is due next."""
+        outcome = await self.loop.run(
+            player_id,
+            lambda s: (engine.advance(s, s.updated_at, self.rules), None),
+            causation_id="advance",
+            fresh=True,
+        )
+        timer = next_timer(outcome.state)
+        if timer is None:
+            return
+        if timer.due_at <= self.clock.now():
+            await self.fire(timer)  # catching up: no need to round-trip a timer
+        else:
+            await self.scheduler.schedule(timer)
+
+
+async def serve_processor(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | None = None, clock: Clock | None = None) -> None:
+    rules = rules or load_rules(time_scale=wiring.settings.time_scale)
+    processor = Processor(wiring, rules, clock or SystemClock(), PlayerRepository(wiring.store))
+    s = wiring.settings
+    events = ConsumerSpec(
+        durable="processor",
+        stream=s.events_stream,
+        filter_subjects=[events_of_type(t) for t in TRIGGERS],
+        dead_letter_subject="deadletter",
+    )
+    timers = ConsumerSpec(durable="processor-timers", stream=s.timers_stream, filter_subjects=[DUE_SUBJECTS])
+    await asyncio.gather(
+        run_consumer(wiring.js, events, processor.on_event, stop),
+        run_consumer(wiring.js, timers, processor.on_timer, stop),
+    )

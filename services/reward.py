@@ -1,0 +1,52 @@
+"""The reward service: each completed step becomes exactly one `reward.granted`.
+
+Exactly once follows from the state, not from delivery: the engine grants a
+step only if the player's log has no reward for it yet, and the append's OCC
+check makes two instances (or a redelivery) agree on one answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.msg import Msg
+
+from questlog.events import codec
+from questlog.events.schema import TaskStepCompleted
+from questlog.events.subjects import events_of_type
+from questlog.projections.repository import PlayerRepository
+
+from .consumer import ConsumerSpec, run_consumer
+from .decision_loop import DecisionLoop
+from .rules import engine
+from .rules.catalog import Rules, load_rules
+from .wiring import Wiring
+
+
+class RewardService:
+    def __init__(self, wiring: Wiring, rules: Rules, repo: PlayerRepository) -> None:
+        self.rules = rules
+        self.loop = DecisionLoop(wiring.store, repo)
+        self.registry = wiring.store.registry
+
+    async def on_step(self, msg: Msg) -> None:
+        rec = codec.decode(msg.data, self.registry, msg.metadata.sequence.stream)
+        step = rec.event
+        assert isinstance(step, TaskStepCompleted)
+        await self.loop.run(
+            rec.player_id,
+            lambda s: (engine.settle_step(s, step.task_id, step.step, self.rules), None),
+            causation_id=f"reward:{step.task_id}:{step.step}",
+            fresh=True,
+        )
+
+
+async def serve_reward(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | None = None) -> None:
+    rules = rules or load_rules(time_scale=wiring.settings.time_scale)
+    service = RewardService(wiring, rules, PlayerRepository(wiring.store))
+    spec = ConsumerSpec(
+        durable="reward",
+        stream=wiring.settings.events_stream,
+        filter_subjects=[events_of_type("task.step_completed")],
+    )
+    await run_consumer(wiring.js, spec, service.on_step, stop)

@@ -1,0 +1,38 @@
+"""The snapshotter: every N events of a player, their folded state goes to the KV bucket."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.msg import Msg
+
+from questlog.events import codec
+from questlog.events.subjects import EVENTS_WILDCARD
+from questlog.projections.repository import SNAPSHOT_SCHEMA, PlayerRepository
+from questlog.projections.snapshots import SnapshotStore
+from questlog.projections.state import PlayerState
+
+from .consumer import ConsumerSpec, run_consumer
+from .wiring import Wiring
+
+
+class Snapshotter:
+    def __init__(self, repo: PlayerRepository, snapshots: SnapshotStore[PlayerState], every: int) -> None:
+        self.repo, self.snapshots, self.every = repo, snapshots, every
+        self.registry = repo.registry
+
+    async def on_event(self, msg: Msg) -> None:
+        rec = codec.decode(msg.data, self.registry, msg.metadata.sequence.stream)
+        if rec.version % self.every:
+            return
+        state = await self.repo.load_at(rec.player_id, rec.version)
+        await self.snapshots.put(rec.player_id, state)
+
+
+async def serve_snapshotter(wiring: Wiring, stop: asyncio.Event) -> None:
+    kv = await wiring.js.key_value(wiring.settings.snapshots_bucket)
+    snapshots = SnapshotStore(kv, PlayerState, SNAPSHOT_SCHEMA)
+    # a repository that folds from the last snapshot: each snapshot builds on the previous one
+    repo = PlayerRepository(wiring.store, snapshots, cache_size=1000)
+    spec = ConsumerSpec(durable="snapshotter", stream=wiring.settings.events_stream, filter_subjects=[EVENTS_WILDCARD])
+    await run_consumer(wiring.js, spec, Snapshotter(repo, snapshots, wiring.settings.snapshot_every).on_event, stop)

@@ -1,0 +1,63 @@
+"""The engine running in-process against real NATS: tasks run with no client attached."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from questlog.events.store import EventStore
+from questlog.services.settings import Settings
+
+from .watch import queue_idle, types, until
+
+
+@pytest.fixture
+def store(nc: NATS, settings: Settings) -> EventStore:
+    return EventStore(nc, settings)
+
+
+async def test_a_harvest_runs_to_completion_with_one_reward_per_step(
+    call, nc: NATS, store: EventStore, player_id: str
+) -> None:
+    await call("queue.enqueue", player_id, activity="harvesting", target="oak_log", quantity=3)
+    events = await until(nc, store, player_id, queue_idle)
+    steps = [e.event.step for e in events if e.type == "task.step_completed"]
+    rewards = Counter(e.event.step for e in events if e.type == "reward.granted")
+    assert steps == [1, 2, 3]
+    assert rewards == Counter({1: 1, 2: 1, 3: 1})
+    assert types(events)[-1] == "task.completed" or "task.completed" in types(events)
+    # each step's occurred_at is its due time: evenly spaced from the start
+    started = next(e for e in events if e.type == "task.started")
+    step_events = [e for e in events if e.type == "task.step_completed"]
+    gaps = [(b.occurred_at - a.occurred_at).total_seconds() for a, b in zip([started, *step_events], step_events)]
+    assert all(abs(g - started.event.step_seconds) < 1e-3 for g in gaps), gaps
+    player = await call("player.get", player_id)
+    assert player["inventory"].get("oak_log", 0) >= 3
+
+
+async def test_crafting_behind_the_harvest_that_feeds_it_starts_and_succeeds(
+    call, nc: NATS, store: EventStore, player_id: str
+) -> None:
+    await call("queue.enqueue", player_id, activity="harvesting", target="oak_log", quantity=4)
+    await call("queue.enqueue", player_id, activity="crafting", target="plank", quantity=2)
+    events = await until(nc, store, player_id, queue_idle)
+    order = [e.type for e in events if e.type in ("task.started", "task.completed")]
+    assert order == ["task.started", "task.completed", "task.started", "task.completed"]
+    craft_start = [e for e in events if e.type == "task.started"][1]
+    last_harvest_reward = [e for e in events if e.type == "reward.granted"][3]
+    assert last_harvest_reward.version < craft_start.version, "rewards land before the next task starts"
+    assert craft_start.event.reserved.get("oak_log") == 4
+
+
+async def test_crafting_without_materials_pauses_the_queue_with_a_reason(
+    call, nc: NATS, store: EventStore, player_id: str
+) -> None:
+    await call("queue.enqueue", player_id, activity="crafting", target="plank", quantity=50)
+    events = await until(nc, store, player_id, lambda ev: "queue.paused" in types(ev))
+    paused = next(e for e in events if e.type == "queue.paused")
+    assert paused.event.by == "system"
+    assert "oak" in paused.event.reason.lower() and "plank" in paused.event.reason.lower()
+    queue = await call("queue.get", player_id)
+    assert queue["paused"] is True and queue["pause_reason"] == paused.event.reason
