@@ -3,10 +3,10 @@
 It reacts to the events that can make a queue move (a task queued, a reward
 granted, a task finished, a resume…) and to durable timers. Each reaction is
 state-based: load the player, ask the engine what is due, append. A step due
-in the future becomes a JetStream scheduled message; a step already due (the
-processor was down, or steps are short) is completed at once, with the step's
-due time as `occurred_at`, so a catch-up writes exactly the log live
-processing would have written.
+in the future becomes a JetStream scheduled message; steps already due (the
+processor was down, or steps are short) are caught up at once in atomic
+batches of whole decisions, each event with its due time as `occurred_at`,
+so a catch-up writes exactly the events live processing would have written.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from .timers import DUE_SUBJECTS, Timer, TimerScheduler, timer_decoder
 from .wiring import Wiring
 
 log = logging.getLogger("questlog.processor")
+
+CATCH_UP_BATCH = 500  # events per atomic append while catching up
 
 # Events after which the queue may have something to do.
 TRIGGERS = (
@@ -108,12 +110,22 @@ class Processor:
             causation_id="advance",
             fresh=True,
         )
-        timer = next_timer(outcome.state)
-        if timer is None:
-            return
-        if timer.due_at <= self.clock.now():
-            await self.fire(timer)  # catching up: no need to round-trip a timer
-        else:
+        state = outcome.state
+        timer = next_timer(state)
+        while timer is not None and timer.due_at <= self.clock.now():
+            # Overdue (the processor was down, or steps are short): write what live
+            # processing would have written, up to now, in atomic batches.
+            now = self.clock.now()
+            caught = await self.loop.run(
+                player_id,
+                lambda s: ([e for d in engine.catch_up(s, now, self.rules, CATCH_UP_BATCH) for e in d], None),
+                causation_id="catch-up",
+                fresh=True,
+            )
+            if not caught.recorded:
+                return
+            timer = next_timer(caught.state)
+        if timer is not None:
             await self.scheduler.schedule(timer)
 
 

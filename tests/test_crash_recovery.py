@@ -159,3 +159,6 @@ async def test_log_after_processor_outage_equals_uninterrupted_log(tmp_path: Pat
         if e.type == "reward.granted":
             rewards[e.event.task_id].append(e.event.step)
     assert all(steps == [1, 2, 3] for steps in rewards.values()) and len(rewards) == 3
+    # the outage was caught up in batches, not one timer at a time
+    batches = Counter(e.causation_id for e in caught_up if (e.causation_id or "").startswith("catch-up"))
+    assert batches and max(batches.values()) > 3, f"expected batched catch-up appends, got {batches}"
