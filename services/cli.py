@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--player", required=True)
     st.add_argument("--at-version", type=int)
 
+    pr = sub.add_parser("projections", help="Redis read models").add_subparsers(dest="projections_command", required=True)
+    rb = pr.add_parser("rebuild", help="rebuild from the log into a fresh keyspace, then swap (blue/green)")
+    rb.add_argument("--name", action="append", dest="names", help="queue, profile, leaderboard or stats; repeatable")
+    rb.add_argument("--player", help="refold only this player, in place")
+    pr.add_parser("status", help="lag and serving namespace of every projection")
+
     adm = sub.add_parser("admin", help="operator commands").add_subparsers(dest="admin_command", required=True)
     ins = adm.add_parser("inspect", help="state, queue, pending timers and last events of a player")
     ins.add_argument("--player", required=True)
@@ -77,7 +83,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print("\n".join(services()))
         return 0
     configure_logging(settings.log_level)
-    if args.command in ("events", "state", "admin"):
+    if args.command in ("events", "state", "admin", "projections"):
         from .operator_cli import run_operator_command
 
         return asyncio.run(run_operator_command(args, settings))

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -20,28 +18,13 @@ from nats.aio.client import Client as NATS
 
 from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
-from questlog.events.streams import ensure_streams
 from questlog.services.command_client import Actor, CommandClient
-from questlog.services.settings import Settings, load_settings
 
-from .processes import ServiceProcess, service_env
-from .servers import local_nats, local_redis
+from .processes import ServiceProcess
+from .stacks import private_stack
 from .watch import queue_idle, until
 
 pytestmark = pytest.mark.slow
-TIME_SCALE = "0.01"
-
-
-@asynccontextmanager
-async def private_stack(tmp: Path) -> AsyncIterator[tuple[Settings, NATS, dict[str, str]]]:
-    async with local_nats(tmp) as n, local_redis(tmp) as r:
-        settings = load_settings({}, nats_url=n.url, redis_url=r.url, time_scale=float(TIME_SCALE))
-        nc = await nats.connect(n.url)
-        await ensure_streams(nc.jetstream(), settings)
-        try:
-            yield settings, nc, service_env(n.url, r.url, QUESTLOG_TIME_SCALE=TIME_SCALE)
-        finally:
-            await nc.drain()
 
 
 async def commands_ready(nc: NATS) -> None:

@@ -1,0 +1,187 @@
+"""Redis read models: what `queue.get` and `player.get` serve, leaderboards, global stats.
+
+Four projections, each in its own namespace so it can be rebuilt blue/green:
+
+| name | keys (`<ns>` is `a` or `b`) |
+|---|---|
+| queue | `ql:queue:<ns>:p:<player>` the queue view (JSON) |
+| profile | `ql:profile:<ns>:p:<player>` the player view (JSON) |
+| leaderboard | `ql:leaderboard:<ns>:total`, `ql:leaderboard:<ns>:skill:<skill>` (sorted sets of xp) |
+| stats | `ql:stats:<ns>` (hash: counts per activity), `ql:stats:<ns>:contrib:<player>` |
+
+Every projection also keeps `ql:<name>:<ns>:seq` (hash player -> the stream
+sequence its data reflects) and `ql:<name>:<ns>:position` (the highest one).
+One Lua script applies a player's new state to any set of projections and
+namespaces atomically, and only if its sequence is newer than the one
+recorded: redelivery, replays and a rebuild racing the live projector all
+converge on the newest state. Views are computed at the state's own time
+(never the wall clock), so a rebuild writes the same bytes the live path did.
+`ql:<name>:active` names the serving namespace; `ql:<name>:building` the one a
+rebuild is filling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from .state import PlayerState
+from .views import player_view, queue_view
+
+NAMES = ("queue", "profile", "leaderboard", "stats")
+NAMESPACES = ("a", "b")
+
+_encoder = msgspec.json.Encoder(order="deterministic")
+
+_APPLY = """
+local pid, seq = ARGV[1], tonumber(ARGV[2])
+local data = cjson.decode(ARGV[3])
+local applied = 0
+for i = 4, #ARGV do
+  local name, ns = string.match(ARGV[i], "([^:]+):([^:]+)")
+  local seqkey = 'ql:' .. name .. ':' .. ns .. ':seq'
+  local last = tonumber(redis.call('HGET', seqkey, pid) or '0')
+  if seq > last then
+    applied = applied + 1
+    redis.call('HSET', seqkey, pid, seq)
+    local poskey = 'ql:' .. name .. ':' .. ns .. ':position'
+    if seq > tonumber(redis.call('GET', poskey) or '0') then redis.call('SET', poskey, seq) end
+    if name == 'queue' then
+      redis.call('SET', 'ql:queue:' .. ns .. ':p:' .. pid, data.queue)
+    elseif name == 'profile' then
+      redis.call('SET', 'ql:profile:' .. ns .. ':p:' .. pid, data.profile)
+    elseif name == 'leaderboard' then
+      redis.call('ZADD', 'ql:leaderboard:' .. ns .. ':total', data.total_xp, pid)
+      for skill, xp in pairs(data.skill_xp) do
+        redis.call('ZADD', 'ql:leaderboard:' .. ns .. ':skill:' .. skill, xp, pid)
+      end
+    elseif name == 'stats' then
+      local ckey = 'ql:stats:' .. ns .. ':contrib:' .. pid
+      local skey = 'ql:stats:' .. ns
+      local old = redis.call('HGETALL', ckey)
+      local prev = {}
+      for j = 1, #old, 2 do prev[old[j]] = tonumber(old[j + 1]) end
+      for field, value in pairs(data.contrib) do
+        local delta = value - (prev[field] or 0)
+        prev[field] = nil
+        if delta ~= 0 then
+          if redis.call('HINCRBY', skey, field, delta) == 0 then redis.call('HDEL', skey, field) end
+        end
+      end
+      for field, value in pairs(prev) do
+        if redis.call('HINCRBY', skey, field, -value) == 0 then redis.call('HDEL', skey, field) end
+      end
+      redis.call('DEL', ckey)
+      for field, value in pairs(data.contrib) do redis.call('HSET', ckey, field, value) end
+    end
+  end
+end
+return applied
+"""
+
+
+def contribution(state: PlayerState) -> dict[str, int]:
+    """This player's share of the global stats; the totals are the sums of all shares."""
+    s = state.stats
+    out = {"players": 1, "tasks_completed": s.completed, "tasks_cancelled": s.cancelled,
+           "tasks_failed": s.failed, "steps": s.steps, "fights_won": s.fights_won,
+           "fights_lost": s.fights_lost, "crafts_failed": s.crafts_failed, "rare_drops": s.rare_drops}
+    for activity, n in s.completed_by_activity.items():
+        out[f"completed:{activity}"] = n
+    for activity, n in s.steps_by_activity.items():
+        out[f"steps:{activity}"] = n
+    return {k: v for k, v in out.items() if v}
+
+
+def projection_data(state: PlayerState) -> bytes:
+    at = state.updated_at
+    assert at is not None, "only a player with events has read models"
+    skill_xp = {name: sk.xp for name, sk in state.skills.items()}
+    return _encoder.encode(
+        {
+            "queue": _encoder.encode(queue_view(state, at)).decode(),
+            "profile": _encoder.encode(player_view(state)).decode(),
+            "total_xp": sum(skill_xp.values()),
+            "skill_xp": skill_xp,
+            "contrib": contribution(state),
+        }
+    )
+
+
+class ReadModels:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._apply = redis.register_script(_APPLY)
+
+    async def targets(self, names: tuple[str, ...] = NAMES) -> list[str]:
+        """`name:ns` for every namespace a projection must be written to now (serving + building)."""
+        keys = [f"ql:{n}:{k}" for n in names for k in ("active", "building")]
+        values = await self.redis.mget(keys)
+        out = []
+        for i, name in enumerate(names):
+            active, building = values[2 * i], values[2 * i + 1]
+            out.append(f"{name}:{(active or b'a').decode()}")
+            if building:
+                out.append(f"{name}:{building.decode()}")
+        return out
+
+    async def apply(self, state: PlayerState, targets: list[str]) -> int:
+        if state.version == 0 or not targets:
+            return 0
+        return int(await self._apply(args=[state.player_id, state.last_seq, projection_data(state), *targets]))
+
+    async def active(self, name: str) -> str:
+        value = await self.redis.get(f"ql:{name}:active")
+        return value.decode() if value else "a"
+
+    async def queue(self, player_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(f"ql:queue:{await self.active('queue')}:p:{player_id}")
+        return msgspec.json.decode(raw) if raw else None
+
+    async def profile(self, player_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(f"ql:profile:{await self.active('profile')}:p:{player_id}")
+        return msgspec.json.decode(raw) if raw else None
+
+    async def leaderboard(self, skill: str | None = None, top: int = 10) -> list[tuple[str, int]]:
+        ns = await self.active("leaderboard")
+        key = f"ql:leaderboard:{ns}:" + (f"skill:{skill}" if skill else "total")
+        rows = await self.redis.zrevrange(key, 0, top - 1, withscores=True)
+        return [(p.decode(), int(score)) for p, score in rows]
+
+    async def stats(self) -> dict[str, int]:
+        raw = await self.redis.hgetall(f"ql:stats:{await self.active('stats')}")
+        return {k.decode(): int(v) for k, v in sorted(raw.items())}
+
+    async def position(self, name: str) -> int:
+        raw = await self.redis.get(f"ql:{name}:{await self.active(name)}:position")
+        return int(raw) if raw else 0
+
+    async def drop_namespace(self, name: str, ns: str) -> None:
+        patterns = [f"ql:{name}:{ns}:*"]
+        if name == "stats":
+            patterns.append(f"ql:stats:{ns}")
+        for pattern in patterns:
+            async for key in self.redis.scan_iter(match=pattern, count=1000):
+                await self.redis.unlink(key)
+            if "*" not in pattern:
+                await self.redis.unlink(pattern)
+
+    async def dump(self, name: str, ns: str | None = None) -> dict[str, Any]:
+        """Every key of one projection's namespace, canonically: to compare two builds."""
+        ns = ns or await self.active(name)
+        out: dict[str, Any] = {}
+        keys = [k async for k in self.redis.scan_iter(match=f"ql:{name}:{ns}:*", count=1000)]
+        if name == "stats":
+            keys.append(f"ql:stats:{ns}".encode())
+        for key in sorted(set(keys)):
+            kind = (await self.redis.type(key)).decode()
+            short = key.decode().replace(f":{ns}:", ":_:").replace(f":{ns}", ":_")
+            if kind == "string":
+                out[short] = (await self.redis.get(key)).decode()
+            elif kind == "hash":
+                out[short] = {k.decode(): v.decode() for k, v in sorted((await self.redis.hgetall(key)).items())}
+            elif kind == "zset":
+                out[short] = [(m.decode(), s) for m, s in await self.redis.zrange(key, 0, -1, withscores=True)]
+        return out

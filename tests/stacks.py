@@ -1,0 +1,67 @@
+"""A private stack per test (own nats-server and redis-server) and services run in-process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client as NATS
+
+from questlog.events.streams import ensure_streams
+from questlog.services.roster import services
+from questlog.services.settings import Settings, load_settings
+from questlog.services.stack import run_services
+from questlog.services.wiring import Wiring, connect
+
+from .processes import service_env
+from .servers import local_nats, local_redis
+
+TIME_SCALE = "0.01"
+
+
+@asynccontextmanager
+async def private_stack(tmp: Path) -> AsyncIterator[tuple[Settings, NATS, dict[str, str]]]:
+    """(settings, a NATS connection, the environment for `questlog run` subprocesses)."""
+    async with local_nats(tmp) as n, local_redis(tmp) as r:
+        settings = load_settings(
+            {}, nats_url=n.url, redis_url=r.url, time_scale=float(TIME_SCALE),
+            jwt_secret="test-secret-test-secret-test-secret", data_dir=str(tmp / "data"),
+        )
+        nc = await nats.connect(n.url)
+        await ensure_streams(nc.jetstream(), settings)
+        try:
+            yield settings, nc, service_env(n.url, r.url, QUESTLOG_TIME_SCALE=TIME_SCALE)
+        finally:
+            await nc.drain()
+
+
+@asynccontextmanager
+async def in_process(settings: Settings, names: tuple[str, ...]) -> AsyncIterator[Wiring]:
+    stop = asyncio.Event()
+    chosen = {k: v for k, v in services().items() if k in names}
+    async with connect(settings, name="test-in-process") as wiring:
+        task = asyncio.create_task(run_services(wiring, chosen, stop))
+        if "commands" in names:
+            await asyncio.wait_for(wiring.ready("commands").wait(), 20)
+        try:
+            yield wiring
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+
+async def drained(nc: NATS, settings: Settings, durable: str, timeout: float = 60) -> None:
+    """Until a durable consumer has nothing pending or unacknowledged.
+
+    JetStream has no event for "consumer caught up", so this polls consumer info.
+    """
+    js = nc.jetstream()
+    async with asyncio.timeout(timeout):
+        while True:
+            info = await js.consumer_info(settings.events_stream, durable)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return
+            await asyncio.sleep(0.05)
