@@ -9,6 +9,8 @@ Several events of one decision go in one atomic batch: all or none.
 
 from __future__ import annotations
 
+import time
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -19,6 +21,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from opentelemetry import propagate, trace
 
+from questlog.services.metrics import QuestlogMetrics
 from questlog.services.settings import Settings
 
 from . import codec
@@ -65,11 +68,13 @@ class EventStore:
         settings: Settings,
         registry: EventRegistry | None = None,
         timeout: float = 5.0,
+        metrics: QuestlogMetrics | None = None,
     ) -> None:
         self._nc = nc
         self._stream = settings.events_stream
         self._registry = registry or default_registry()
         self._timeout = timeout
+        self._metrics = metrics or QuestlogMetrics.from_global()
 
     @property
     def registry(self) -> EventRegistry:
@@ -97,6 +102,28 @@ class EventStore:
         """
         if not events:
             return []
+        started, outcome = time.perf_counter(), "failed"
+        try:
+            stored = await self._append(player_id, events, expected, command_id, causation_id)
+            outcome = "ok"
+            return stored
+        except DuplicateAppend:
+            outcome = "duplicate"
+            raise
+        except ConcurrencyConflict:
+            outcome = "conflict"
+            raise
+        finally:
+            self._metrics.append_finished((e.event.TYPE for e in events), outcome, time.perf_counter() - started)
+
+    async def _append(
+        self,
+        player_id: str,
+        events: Sequence[NewEvent],
+        expected: Position,
+        command_id: str | None,
+        causation_id: str | None,
+    ) -> list[Recorded]:
         key = command_id or causation_id
         if not key:
             raise ValueError("an append needs a command_id or a causation_id")
@@ -178,14 +205,16 @@ class EventStore:
         so loading an aggregate costs no server-side state.
         """
         out: list[Recorded] = []
-        async for rec in self._direct_batches(player_events(player_id), after_seq + 1):
-            if rec.version < from_version:
-                continue
-            if to_version is not None and rec.version > to_version:
-                break
-            out.append(rec)
-            if limit is not None and len(out) >= limit:
-                break
+        # aclosing: leaving early must unsubscribe now, not whenever the generator is collected
+        async with contextlib.aclosing(self._direct_batches(player_events(player_id), after_seq + 1)) as batches:
+            async for rec in batches:
+                if rec.version < from_version:
+                    continue
+                if to_version is not None and rec.version > to_version:
+                    break
+                out.append(rec)
+                if limit is not None and len(out) >= limit:
+                    break
         return out
 
     async def _direct_batches(self, subject: str, start_seq: int) -> AsyncIterator[Recorded]:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RePublish, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from questlog.services.settings import Settings
 
@@ -69,6 +69,10 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
     ]
 
 
+class StreamMismatch(RuntimeError):
+    """An existing stream's configuration cannot be updated to this code's definition."""
+
+
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
     """Create every stream and bucket, or update it to this code's definition."""
     for config in stream_configs(settings):
@@ -77,7 +81,13 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
         except NotFoundError:
             await js.add_stream(config)
         else:
-            await js.update_stream(config)
+            try:
+                await js.update_stream(config)
+            except APIError as exc:
+                raise StreamMismatch(
+                    f"stream {config.name} exists with settings this version cannot change "
+                    f"({exc.description}); migrate or remove it (see docs/operations.md)"
+                ) from None
     await js.create_key_value(
         KeyValueConfig(
             bucket=settings.snapshots_bucket,

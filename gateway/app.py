@@ -1,12 +1,117 @@
-"""The aiohttp application: HTTP endpoints and (later) the WebSocket JSON-RPC server."""
+"""The aiohttp application: `/ws` (JSON-RPC sessions), `POST /rpc`, health, readiness, metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
+
+import msgspec
 from aiohttp import web
 
+from questlog.services.command_client import CommandClient
+from questlog.services.metrics import QuestlogMetrics
+from questlog.services.notifier import Inbox
+from questlog.services.presence import PresenceLeases, PresenceStore
+from questlog.services.settings import Settings
 from questlog.services.wiring import Wiring
 
-WIRING = web.AppKey("wiring", Wiring)
+from .auth import AuthError, TokenVerifier
+from .config import RealtimeSettings, load_realtime_settings
+from .ratelimit import RateLimiter
+from .routing import Caller, Router
+from .session import GOING_AWAY, TOO_MANY, Session
+
+log = logging.getLogger("questlog.gateway")
+
+
+class Metrics(msgspec.Struct):
+    """Counters for `/metrics` (Prometheus text format)."""
+
+    connections: int = 0
+    sessions_total: int = 0
+    requests: int = 0
+    errors: int = 0
+    rate_limited: int = 0
+    events_sent: int = 0
+    too_slow: int = 0
+    refused_connections: int = 0
+
+    def render(self, gateway_id: str) -> str:
+        lines = []
+        for name, value in msgspec.structs.asdict(self).items():
+            kind = "gauge" if name == "connections" else "counter"
+            lines.append(f"# TYPE questlog_gateway_{name} {kind}")
+            lines.append(f'questlog_gateway_{name}{{gateway="{gateway_id}"}} {value}')
+        return "\n".join(lines) + "\n"
+
+
+class Connections:
+    """Open sockets of this process, per address and per player, against their caps."""
+
+    def __init__(self, rt: RealtimeSettings) -> None:
+        self._rt = rt
+        self.sessions: set[Session] = set()
+        self._per_ip: dict[str, int] = {}
+        self._per_player: dict[str, int] = {}
+
+    def ip_joined(self, ip: str) -> bool:
+        if self._per_ip.get(ip, 0) >= self._rt.max_conns_per_ip:
+            return False
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        return True
+
+    def ip_left(self, ip: str) -> None:
+        left = self._per_ip.get(ip, 0) - 1
+        if left > 0:
+            self._per_ip[ip] = left
+        else:
+            self._per_ip.pop(ip, None)
+
+    def player_joined(self, player_id: str) -> bool:
+        if self._per_player.get(player_id, 0) >= self._rt.max_conns_per_player:
+            return False
+        self._per_player[player_id] = self._per_player.get(player_id, 0) + 1
+        return True
+
+    def player_left(self, player_id: str) -> None:
+        left = self._per_player.get(player_id, 0) - 1
+        if left > 0:
+            self._per_player[player_id] = left
+        else:
+            self._per_player.pop(player_id, None)
+
+    def of_player(self, player_id: str) -> list[Session]:
+        return [s for s in self.sessions if s.identity is not None and s.identity.player_id == player_id]
+
+
+class Gateway:
+    """Everything one gateway process shares between its connections."""
+
+    def __init__(self, wiring: Wiring, rt: RealtimeSettings) -> None:
+        self.wiring = wiring
+        self.settings: Settings = wiring.settings
+        self.rt = rt
+        self.id = rt.gateway_id or f"gw-{uuid.uuid4().hex[:12]}"
+        self.verifier = TokenVerifier(wiring.settings)
+        self.commands = CommandClient(wiring.nc)
+        self.limiter = RateLimiter(wiring.redis)
+        self.presence = PresenceStore(wiring.redis, wiring.nc, rt.presence_ttl_s)
+        self.leases = PresenceLeases(self.presence, self.id, rt.heartbeat_every_s)
+        self.inbox = Inbox(wiring.redis, rt.inbox_max)
+        self.connections = Connections(rt)
+        self.metrics = Metrics()
+        self.otel = QuestlogMetrics.from_global()  # the OpenTelemetry instruments (services/metrics.py)
+        self.router = Router(self)
+        self.draining = False
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def client_ip(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return str(peer[0]) if peer else "unknown"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -15,27 +120,104 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: NATS is connected and Redis answers."""
-    wiring = request.app[WIRING]
-    checks = {"nats": wiring.nc.is_connected}
+    """Readiness: NATS is connected, Redis answers, and the gateway is not draining."""
+    gw = request.app[GATEWAY]
+    checks = {"nats": gw.wiring.nc.is_connected, "draining": not gw.draining}
     try:
-        checks["redis"] = bool(await wiring.redis.ping())
+        checks["redis"] = bool(await gw.wiring.redis.ping())
     except Exception:
         checks["redis"] = False
     ok = all(checks.values())
     return web.json_response({"status": "ok" if ok else "unavailable", **checks}, status=200 if ok else 503)
 
 
-def create_app(wiring: Wiring) -> web.Application:
+async def metrics(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    gw.metrics.connections = len(gw.connections.sessions)
+    return web.Response(text=gw.metrics.render(gw.id), content_type="text/plain")
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    ws = web.WebSocketResponse(
+        heartbeat=gw.rt.heartbeat_s, max_msg_size=gw.settings.max_frame_bytes, compress=True
+    )
+    await ws.prepare(request)
+    ip = client_ip(request)
+    if gw.draining:
+        await ws.close(code=GOING_AWAY, message=b"gateway draining")
+        return ws
+    if not gw.connections.ip_joined(ip):
+        gw.metrics.refused_connections += 1
+        gw.otel.refused_by_rate_limit("connection")
+        await ws.close(code=TOO_MANY, message=b"too many connections from this address")
+        return ws
+    session = Session(gw, ws, request, ip)
+    gw.connections.sessions.add(session)
+    gw.metrics.sessions_total += 1
+    gw.otel.connection_opened()
+    try:
+        await session.run()
+    finally:
+        gw.otel.connection_closed()
+        gw.connections.sessions.discard(session)
+        gw.connections.ip_left(ip)
+    return ws
+
+
+async def rpc(request: web.Request) -> web.Response:
+    """JSON-RPC over HTTP: `Authorization: Bearer <JWT>`, no session, no notifications."""
+    gw = request.app[GATEWAY]
+    identity = None
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        try:
+            identity = gw.verifier.verify(header[7:].strip())
+        except AuthError:
+            identity = None  # every call then answers -32001
+    body = await request.read()
+    answer = await gw.router.answer_frame(body, Caller(identity, client_ip(request)))
+    if answer is None:
+        return web.Response(status=204)
+    return web.Response(text=answer, content_type="application/json")
+
+
+async def _drain(app: web.Application) -> None:
+    """Shutdown: every socket is closed with 1001 so clients move to another gateway at once."""
+    gw = app[GATEWAY]
+    gw.draining = True
+    for session in list(gw.connections.sessions):
+        session.close_soon(GOING_AWAY, "gateway draining", flush=True)
+    closing = [s for s in gw.connections.sessions]
+    if closing:
+        await asyncio.wait([asyncio.create_task(_closed(s)) for s in closing], timeout=5)
+    await gw.leases.close()
+
+
+async def _closed(session: Session) -> None:
+    await session.wait_closed()
+
+
+def create_app(wiring: Wiring, rt: RealtimeSettings | None = None) -> web.Application:
+    gateway = Gateway(wiring, rt or load_realtime_settings())
     app = web.Application(client_max_size=wiring.settings.max_frame_bytes)
-    app[WIRING] = wiring
+    app[GATEWAY] = gateway
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/ws", websocket)
+    app.router.add_post("/rpc", rpc)
+    app.on_shutdown.append(_drain)
+
+    async def start_leases(app: web.Application) -> None:
+        app[GATEWAY].leases.start()
+
+    app.on_startup.append(start_leases)
     return app
 
 
-async def serve(wiring: Wiring, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(create_app(wiring), access_log=None)
+async def serve(wiring: Wiring, host: str, port: int, rt: RealtimeSettings | None = None) -> web.AppRunner:
+    runner = web.AppRunner(create_app(wiring, rt), access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -20,6 +20,7 @@ from nats.micro.service import EndpointConfig, ServiceConfig
 from opentelemetry import propagate, trace
 
 from questlog.events.schema import Recorded
+from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import SNAPSHOT_SCHEMA, PlayerRepository
 from questlog.projections.snapshots import SnapshotStore
 from questlog.projections.state import PlayerState
@@ -83,6 +84,7 @@ class CommandHandler:
         self.clock = clock
         self.repo = repo
         self.loop = DecisionLoop(wiring.store, repo)
+        self.read_models = ReadModels(wiring.redis)
 
     async def handle(self, method_name: str, player_id: str, raw_params: Any, actor: Actor) -> Any:
         method = METHODS.get(method_name)
@@ -151,14 +153,23 @@ class CommandHandler:
             events = await self.wiring.store.read(a.player_id, from_version=a.from_version, limit=a.limit)
             return {"events": [event_view(e) for e in events]}
         target = getattr(params, "player_id", player_id)
+        if name in ("queue.get", "player.get"):
+            return await self._view(name, target)
         state = await self.repo.load(target)
-        if name == "queue.get":
-            return queue_view(state, self.clock.now())
-        if name == "player.get":
-            return player_view(state)
         if name == "admin.inspect":
             return await self.inspect(state)
         raise RpcError(protocol.METHOD_NOT_FOUND, f"method {name!r} is not served here")
+
+    async def _view(self, name: str, player_id: str) -> dict[str, Any]:
+        """From the Redis read model when it is at the log's version; else folded here."""
+        position = await self.wiring.store.position(player_id)
+        view = await (self.read_models.queue(player_id) if name == "queue.get" else self.read_models.profile(player_id))
+        if view is not None and view.get("version") == position.version:
+            return view
+        state = await self.repo.load(player_id)
+        if name == "queue.get":
+            return queue_view(state, state.updated_at or self.clock.now())
+        return player_view(state)
 
     async def inspect(self, state: PlayerState) -> dict[str, Any]:
         last = await self.wiring.store.read(state.player_id, from_version=max(1, state.version - 19))
@@ -204,6 +215,7 @@ async def serve_commands(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | 
                     metadata={"kind": method.kind, "admin": str(method.admin).lower()},
                 )
             )
+    await wiring.nc.flush()  # the server knows our subscriptions before anyone is told we are ready
     wiring.ready("commands").set()
     try:
         await stop.wait()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -26,9 +27,15 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from .metrics import QuestlogMetrics
+
 log = logging.getLogger("questlog.consumer")
 
 Handler = Callable[[Msg], Awaitable[None]]
+
+# How often an idle consumer asks the server for its num_pending (the lag gauge);
+# a busy one reads it from the metadata of each fetched batch instead.
+LAG_EVERY_S = 5.0
 
 
 class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,29 +80,50 @@ async def run_consumer(
     *,
     key: Callable[[Msg], str] = player_key,
     fetch_timeout: float = 1.0,
+    metrics: QuestlogMetrics | None = None,
 ) -> None:
+    metrics = metrics or QuestlogMetrics.from_global()
     await ensure_consumer(js, spec)
     sub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+    lag_at = await _measure_lag(sub, spec, metrics)
     try:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(spec.batch, timeout=fetch_timeout)
             except (NatsTimeout, asyncio.TimeoutError):
+                if time.monotonic() - lag_at >= LAG_EVERY_S:
+                    lag_at = await _measure_lag(sub, spec, metrics)
                 continue
             except NatsError as exc:  # reconnecting, a leader election: wait, then fetch again
                 log.warning("fetch failed; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), fetch_timeout)
                 continue
+            if msgs:
+                metrics.lag(spec.durable, msgs[-1].metadata.num_pending)
+                lag_at = time.monotonic()
             groups: dict[str, list[Msg]] = {}
             for msg in msgs:
                 groups.setdefault(key(msg), []).append(msg)
-            await asyncio.gather(*(_in_order(js, spec, handler, group) for group in groups.values()))
+            await asyncio.gather(*(_in_order(js, spec, handler, group, metrics) for group in groups.values()))
     finally:
         await sub.unsubscribe()
 
 
-async def _in_order(js: JetStreamContext, spec: ConsumerSpec, handler: Handler, msgs: list[Msg]) -> None:
+async def _measure_lag(sub: JetStreamContext.PullSubscription, spec: ConsumerSpec, metrics: QuestlogMetrics) -> float:
+    """Set the lag gauge from the consumer's info; a failure (a leader election) only skips a reading."""
+    try:
+        info = await sub.consumer_info()
+    except (NatsError, asyncio.TimeoutError) as exc:
+        log.debug("consumer info unavailable", extra={"consumer": spec.durable, "error": repr(exc)})
+    else:
+        metrics.lag(spec.durable, info.num_pending or 0)
+    return time.monotonic()
+
+
+async def _in_order(
+    js: JetStreamContext, spec: ConsumerSpec, handler: Handler, msgs: list[Msg], metrics: QuestlogMetrics
+) -> None:
     failed = False
     for msg in msgs:
         if failed:
@@ -106,12 +134,14 @@ async def _in_order(js: JetStreamContext, spec: ConsumerSpec, handler: Handler, 
             await handler(msg)
         except Exception as exc:
             failed = True
-            await _failed(js, spec, msg, exc)
+            metrics.message_taken(spec.durable, await _failed(js, spec, msg, exc))
         else:
             await msg.ack()
+            metrics.message_taken(spec.durable, "handled")
 
 
-async def _failed(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, exc: Exception) -> None:
+async def _failed(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, exc: Exception) -> str:
+    """Dead-letter the message or schedule its redelivery; returns which ("dead_lettered", "failed")."""
     delivered = msg.metadata.num_delivered
     if delivered >= spec.max_deliver:
         log.error(
@@ -119,7 +149,9 @@ async def _failed(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, exc: Excep
             delivered,
             extra={"consumer": spec.durable, "subject": msg.subject, "error": repr(exc)},
         )
-        headers = dict(msg.headers or {})
+        # The original's Nats-* headers (expected last sequence, batch, msg id) would
+        # make the dead-letter stream refuse the copy: keep only the others.
+        headers = {k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")}
         headers.update(
             {
                 "Questlog-Original-Subject": msg.subject,
@@ -128,10 +160,9 @@ async def _failed(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, exc: Excep
                 "Questlog-Error": repr(exc)[:500],
             }
         )
-        headers.pop("Nats-Msg-Id", None)
         await js.publish(f"{spec.dead_letter_subject}.{spec.durable}", msg.data, headers=headers)
         await msg.term()
-        return
+        return "dead_lettered"
     delay = spec.backoff_s[min(delivered - 1, len(spec.backoff_s) - 1)]
     log.warning(
         "handler failed; redelivery in %.1fs",
@@ -139,3 +170,4 @@ async def _failed(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, exc: Excep
         extra={"consumer": spec.durable, "subject": msg.subject, "delivered": delivered, "error": repr(exc)},
     )
     await msg.nak(delay=delay)
+    return "failed"

@@ -207,6 +207,13 @@ class AdminEnqueueParams(Params):
     command_id: CommandId | None = None
 
 
+class InboxParams(Params):
+    """The offline inbox (notifier): newest first; read marks them read unless told not to."""
+
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    mark_read: bool = True
+
+
 class Method(msgspec.Struct, frozen=True):
     name: str
     params: type[Params]
@@ -238,6 +245,7 @@ METHODS: dict[str, Method] = {
         Method("presence.subscribe", PlayerIdsParams, "Receive presence.changed for players", kind="gateway"),
         Method("presence.unsubscribe", PlayerIdsParams, "Stop presence.changed for players", kind="gateway"),
         Method("rpc.discover", NoParams, "This API's OpenRPC document", kind="gateway"),
+        Method("inbox.get", InboxParams, "Notifications kept while offline, and the unread count", kind="gateway"),
         Method("admin.inspect", AdminPlayerParams, "State, queue, pending timers and last events", admin=True, kind="query"),
         Method("admin.replay", AdminReplayParams, "A player's events from a version", admin=True, kind="query"),
         Method("admin.pause", AdminPauseParams, "Pause a player's queue", admin=True),

@@ -35,6 +35,24 @@ async def _snapshotter(wiring: Wiring, stop: asyncio.Event) -> None:
     await serve_snapshotter(wiring, stop)
 
 
+async def _presence(wiring: Wiring, stop: asyncio.Event) -> None:
+    from .presence import serve_presence
+
+    await serve_presence(wiring, stop)
+
+
+async def _notifier(wiring: Wiring, stop: asyncio.Event) -> None:
+    from .notifier import serve_notifier
+
+    await serve_notifier(wiring, stop)
+
+
+async def _projector(wiring: Wiring, stop: asyncio.Event) -> None:
+    from .projector import serve_projector
+
+    await serve_projector(wiring, stop)
+
+
 async def _gateway(wiring: Wiring, stop: asyncio.Event) -> None:
     from questlog.gateway.app import serve
 
@@ -53,5 +71,8 @@ def services() -> dict[str, ServiceMain]:
         "processor": _processor,
         "reward": _reward,
         "snapshotter": _snapshotter,
+        "projector": _projector,
+        "presence": _presence,
+        "notifier": _notifier,
         "gateway": _gateway,
     }

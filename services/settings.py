@@ -22,6 +22,7 @@ class SettingsError(ValueError):
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    metrics_port: int = 0  # `questlog run`: /metrics on this port (0: off)
     nats_url: str | None = None
     redis_url: str | None = None
     nats_port: int = 4222
@@ -81,6 +82,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 _ENV = {
     "QUESTLOG_HTTP_HOST": "http_host",
     "QUESTLOG_HTTP_PORT": "http_port",
+    "QUESTLOG_METRICS_PORT": "metrics_port",
     "QUESTLOG_NATS_URL": "nats_url",
     "QUESTLOG_REDIS_URL": "redis_url",
     "QUESTLOG_NATS_PORT": "nats_port",
@@ -128,7 +130,7 @@ def _check(s: Settings) -> None:
         raise SettingsError("invalid setting: QUESTLOG_TIME_SCALE must be > 0 and <= 1000")
     if s.replicas not in (1, 3, 5):
         raise SettingsError("invalid setting: QUESTLOG_REPLICAS must be 1, 3 or 5")
-    for name in ("http_port", "nats_port", "redis_port"):
+    for name in ("http_port", "metrics_port", "nats_port", "redis_port"):
         port = getattr(s, name)
         if not 0 <= port <= 65535:
             raise SettingsError(f"invalid setting: {name} {port} is not a TCP port")

@@ -15,7 +15,10 @@ from questlog.gateway.auth import issue_token
 from .embedded import EmbeddedError, ServerProcess, check_port_free, nats_server, redis_server
 from .roster import ServiceMain, services
 from .settings import Settings
-from .wiring import Wiring, connect
+from .telemetry import serve_metrics, setup_telemetry
+from questlog.events.streams import StreamMismatch
+
+from .wiring import UnreachableError, Wiring, connect
 
 log = logging.getLogger("questlog.up")
 DEV_PLAYER = "dev-player"
@@ -43,6 +46,7 @@ async def run_services(wiring: Wiring, chosen: dict[str, ServiceMain], stop: asy
 
 async def up(settings: Settings, console: Console | None = None) -> int:
     console = console or Console(stderr=False)
+    telemetry = setup_telemetry("questlog")
     stop = asyncio.Event()
     _stop_on_signals(stop)
     data = settings.data_path
@@ -73,12 +77,13 @@ async def up(settings: Settings, console: Console | None = None) -> int:
                 ready.cancel()
             await runner
         return 0
-    except EmbeddedError as exc:
+    except (EmbeddedError, StreamMismatch, UnreachableError) as exc:
         print(f"questlog up: {exc}", file=sys.stderr)
         return 1
     finally:
         for server in reversed(started):
             await server.stop()
+        telemetry.shutdown()
 
 
 def _banner(console: Console, settings: Settings) -> None:
@@ -94,6 +99,13 @@ async def run_one(settings: Settings, name: str, main: ServiceMain) -> int:
     """`questlog run <name>`: one service on the configured NATS and Redis, until SIGTERM."""
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    async with connect(settings, name=f"questlog-{name}") as wiring:
-        await run_services(wiring, {name: main}, stop)
+    telemetry = setup_telemetry(f"questlog-{name}")
+    metrics = await serve_metrics(settings.http_host, settings.metrics_port) if settings.metrics_port else None
+    try:
+        async with connect(settings, name=f"questlog-{name}") as wiring:
+            await run_services(wiring, {name: main}, stop)
+    finally:
+        if metrics is not None:
+            await metrics.cleanup()
+        telemetry.shutdown()
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,8 @@ from questlog.events.store import EventStore
 from questlog.events.streams import ensure_streams
 
 from .settings import Settings
+
+log = logging.getLogger("questlog.wiring")
 
 
 class Wiring:
@@ -31,12 +34,34 @@ class Wiring:
         return self._ready.setdefault(name, asyncio.Event())
 
 
+class UnreachableError(RuntimeError):
+    """NATS could not be reached; the message is one line for a person."""
+
+
 @asynccontextmanager
-async def connect(settings: Settings, *, name: str = "questlog", create_streams: bool = True) -> AsyncIterator[Wiring]:
+async def connect(
+    settings: Settings, *, name: str = "questlog", create_streams: bool = True, persistent: bool = True
+) -> AsyncIterator[Wiring]:
     """Connect to NATS and Redis; drain NATS and close Redis on the way out."""
     if not settings.nats_url or not settings.redis_url:
         raise ValueError("QUESTLOG_NATS_URL and QUESTLOG_REDIS_URL must be set to run a service")
-    nc = await nats.connect(settings.nats_url, name=name, max_reconnect_attempts=-1)
+    # A comma list names several seeds of a cluster, so a start-up never depends on one node.
+    servers = [u.strip() for u in settings.nats_url.split(",") if u.strip()]
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats: %s", exc or type(exc).__name__, extra={"connection": name})
+
+    try:
+        nc = await nats.connect(
+            servers,
+            name=name,
+            error_cb=on_error,
+            connect_timeout=2,
+            # a service waits for NATS as long as it takes; a command-line call gives up
+            max_reconnect_attempts=-1 if persistent else 1,
+            allow_reconnect=persistent,
+        )
+    except (OSError, nats.errors.Error) as exc:
+        raise UnreachableError(f"cannot reach NATS at {settings.nats_url}: {exc or type(exc).__name__}") from None
     redis = aioredis.from_url(settings.redis_url)
     try:
         if create_streams:

@@ -73,7 +73,7 @@ def player_id() -> str:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def system(settings: Settings, nc: NATS) -> AsyncIterator[object]:
-    """commands, processor, reward and snapshotter running in this process for the session."""
+    """The engine's services running in this process for the session."""
     import asyncio
 
     from questlog.services.roster import services
@@ -81,7 +81,7 @@ async def system(settings: Settings, nc: NATS) -> AsyncIterator[object]:
     from questlog.services.wiring import connect
 
     stop = asyncio.Event()
-    chosen = {k: v for k, v in services().items() if k in ("commands", "processor", "reward", "snapshotter")}
+    chosen = {k: v for k, v in services().items() if k in ("commands", "processor", "reward", "snapshotter", "projector")}
     async with connect(settings, name="test-system") as wiring:
         task = asyncio.create_task(run_services(wiring, chosen, stop))
         await asyncio.wait_for(wiring.ready("commands").wait(), 20)

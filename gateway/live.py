@@ -1,0 +1,104 @@
+"""Live events of one player: a core NATS subscription, forwarded in version order.
+
+Subscribed before recovery reads the log, so nothing stored in between is
+missed; arrivals wait in a buffer until `start(last_version)`. From then on a
+pump forwards each event once, in order: versions already sent are dropped,
+and a gap (a message core NATS lost, or stored while recovery was reading) is
+filled from JetStream before the event that revealed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from questlog.events import codec
+from questlog.events.schema import Recorded
+from questlog.events.store import EventStore
+from questlog.events.subjects import live_player_events
+
+log = logging.getLogger("questlog.gateway.live")
+
+Emit = Callable[[Recorded], bool]  # False: the session is gone, stop
+
+
+class LiveFeed:
+    def __init__(self, nc: NATS, store: EventStore, player_id: str, emit: Emit, on_failure: Callable[[], None]) -> None:
+        self._nc = nc
+        self._store = store
+        self._player_id = player_id
+        self._emit = emit
+        self._on_failure = on_failure
+        self._arrivals: asyncio.Queue[Recorded] = asyncio.Queue()
+        self._sub: Subscription | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self.last_version = 0
+        self.last_seq = 0
+        self.repaired = 0  # events fetched from JetStream to fill gaps (a metric)
+        self.caught_up = asyncio.Event()  # set once the events stored before `start` are forwarded
+
+    async def subscribe(self) -> None:
+        self._sub = await self._nc.subscribe(live_player_events(self._player_id), cb=self._arrived)
+
+    async def _arrived(self, msg: Msg) -> None:
+        seq = int((msg.headers or {}).get("Nats-Sequence", "0") or 0)
+        try:
+            self._arrivals.put_nowait(codec.decode(msg.data, self._store.registry, seq))
+        except Exception:
+            # the pump sees the hole at the next event and reads it from JetStream, which raises loudly
+            log.exception("undecodable live event", extra={"player_id": self._player_id, "seq": seq})
+
+    def start(self, last_version: int, last_seq: int = 0) -> None:
+        """Forward events after `last_version`; `last_seq` (if known) makes gap reads cheap."""
+        self.last_version, self.last_seq = last_version, last_seq
+        self._pump = asyncio.create_task(self._run(), name=f"live-{self._player_id}")
+
+    async def _run(self) -> None:
+        try:
+            await self._catch_up()  # anything stored between the read and now, even if no live event follows
+            self.caught_up.set()
+            while True:
+                rec = await self._arrivals.get()
+                if rec.version <= self.last_version:
+                    continue
+                if rec.version > self.last_version + 1:
+                    await self._catch_up(upto=rec.version - 1)
+                if rec.version == self.last_version + 1 and not self._forward(rec):
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("live delivery failed", extra={"player_id": self._player_id})
+            self._on_failure()
+
+    async def _catch_up(self, upto: int | None = None) -> None:
+        if self.last_seq:
+            missing = await self._store.read(self._player_id, after_seq=self.last_seq, to_version=upto)
+        else:
+            missing = await self._store.read(self._player_id, from_version=self.last_version + 1, to_version=upto)
+        for rec in missing:
+            if rec.version <= self.last_version:
+                continue
+            if rec.version != self.last_version + 1:
+                raise RuntimeError(f"{self._player_id}: the log has a hole before version {rec.version}")
+            self.repaired += 1 if upto is not None else 0
+            if not self._forward(rec):
+                return
+
+    def _forward(self, rec: Recorded) -> bool:
+        self.last_version, self.last_seq = rec.version, rec.seq or self.last_seq
+        return self._emit(rec)
+
+    async def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # the connection may be closing already
+                pass

@@ -1,0 +1,148 @@
+"""Which code answers a method: the session, the gateway itself, or the commands service.
+
+Shared by the WebSocket session and `POST /rpc`. Order of checks: the method
+exists, the rate limits hold, the caller is authenticated, the role allows it,
+the params validate (one Struct per method in `services/protocol.py`); only then
+is a command forwarded — always for the player named in the caller's token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+
+from questlog.services import protocol
+from questlog.services.command_client import Actor
+from questlog.services.protocol import METHODS, Method, RpcError
+
+from . import jsonrpc
+from .auth import Identity
+from .openrpc import openrpc_document
+from .ratelimit import Bucket
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+log = logging.getLogger("questlog.gateway")
+
+
+class SessionMethods(Protocol):
+    """What a WebSocket session adds to routing: its own methods and notifications."""
+
+    async def session_method(self, method: Method, params: protocol.Params, caller: Caller) -> Any: ...
+
+    async def subscribe_presence(self, player_ids: list[str]) -> None: ...
+
+    async def unsubscribe_presence(self, player_ids: list[str]) -> None: ...
+
+
+class Caller:
+    """Who sent one frame: the identity (if authenticated), the address, the session (WebSocket only)."""
+
+    def __init__(self, identity: Identity | None, ip: str, session: SessionMethods | None = None) -> None:
+        self.identity = identity
+        self.ip = ip
+        self.session = session
+        self.after_send: list[Callable[[], None]] = []  # run once this frame's answer is queued
+
+
+class Router:
+    def __init__(self, gateway: Gateway) -> None:
+        self._gw = gateway
+
+    async def answer_frame(self, data: str | bytes, caller: Caller) -> str | None:
+        """The encoded answer to one frame, or None when it held only notifications."""
+        frame = jsonrpc.parse_frame(data)
+        answers = await asyncio.gather(*(self._answer(item, caller) for item in frame.items))
+        out = [a for a in answers if a is not None]
+        if not out:
+            return None
+        return jsonrpc.encode(out if frame.batch else out[0])
+
+    async def _answer(self, item: jsonrpc.Call | jsonrpc.Invalid, caller: Caller) -> dict[str, Any] | None:
+        if isinstance(item, jsonrpc.Invalid):
+            return jsonrpc.error(item.id, item.error)
+        self._gw.metrics.requests += 1
+        try:
+            value = await self.route(item, caller)
+        except RpcError as err:
+            self._gw.metrics.errors += 1
+            return None if item.notification else jsonrpc.error(item.id, err)
+        except Exception:
+            self._gw.metrics.errors += 1
+            log.exception("request failed", extra={"method": item.method})
+            return None if item.notification else jsonrpc.error(item.id, protocol.internal())
+        return None if item.notification else jsonrpc.result(item.id, value)
+
+    async def route(self, call: jsonrpc.Call, caller: Caller) -> Any:
+        method = METHODS.get(call.method)
+        if method is None:
+            raise RpcError(protocol.METHOD_NOT_FOUND, f"method not found: {call.method[:100]}")
+        await self._limit(caller)
+        if method.kind == "session":
+            if caller.session is None:
+                raise RpcError(protocol.METHOD_NOT_FOUND, f"{method.name} is only served over the WebSocket")
+            return await caller.session.session_method(method, protocol.parse_params(method, call.params), caller)
+        identity = caller.identity
+        if identity is None:
+            raise protocol.not_authenticated("call session.hello first")
+        if identity.expires_at <= time.time():
+            raise protocol.not_authenticated("the token has expired")
+        if method.admin and not identity.is_admin:
+            raise protocol.forbidden(f"{method.name} needs the admin role")
+        params = protocol.parse_params(method, call.params)
+        if method.kind == "gateway":
+            return await self._local(method, params, identity, caller)
+        return await self._gw.commands.call(
+            method.name,
+            identity.player_id,
+            msgspec.to_builtins(params),
+            Actor(identity.player_id, identity.roles),
+        )
+
+    async def _limit(self, caller: Caller) -> None:
+        rt = self._gw.rt
+        wait = await self._gw.limiter.take("ip", caller.ip, Bucket(rt.rate_ip_per_s, rt.rate_ip_burst))
+        if not wait and caller.identity is not None:
+            wait = await self._gw.limiter.take(
+                "player", caller.identity.player_id, Bucket(rt.rate_player_per_s, rt.rate_player_burst)
+            )
+        if wait:
+            self._gw.metrics.rate_limited += 1
+            self._gw.otel.refused_by_rate_limit("method")
+            raise protocol.rate_limited(wait)
+
+    async def _local(self, method: Method, params: Any, identity: Identity, caller: Caller) -> Any:
+        name = method.name
+        if name == "rpc.discover":
+            return openrpc_document()
+        if name == "presence.get":
+            return await self._gw.presence.get(params.player_ids)
+        if name == "inbox.get":
+            return await self._gw.inbox.read(identity.player_id, params.limit, params.mark_read)
+        if name in ("presence.subscribe", "presence.unsubscribe"):
+            if caller.session is None:
+                raise RpcError(protocol.METHOD_NOT_FOUND, f"{name} needs a WebSocket session")
+            if name == "presence.subscribe":
+                await caller.session.subscribe_presence(params.player_ids)
+            else:
+                await caller.session.unsubscribe_presence(params.player_ids)
+            return {}
+        raise RpcError(protocol.METHOD_NOT_FOUND, f"method not found: {name}")
+
+
+Query = Callable[[str], Awaitable[Any]]
+
+
+def query_as(gateway: Gateway, identity: Identity) -> Query:
+    """A state query through the commands service, as the identity's own player."""
+
+    async def query(method: str) -> Any:
+        return await gateway.commands.call(method, identity.player_id, {}, Actor(identity.player_id, identity.roles))
+
+    return query

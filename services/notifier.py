@@ -1,0 +1,217 @@
+"""The notifier: an inbox of notable events for offline players, and webhooks with retries.
+
+A durable consumer on the EVENTS stream, filtered to the notable types. For a
+player no gateway holds, the notification goes into a capped Redis list
+(`inbox:<player>`, newest first) and the unread counter the gateway shows at
+`session.hello`; a configured webhook is called as well, with retries and
+jittered exponential backoff. Redelivery is harmless: the inbox remembers the
+last stream sequence it took per player, and a delivered webhook is remembered
+per (player, sequence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import aiohttp
+import msgspec
+import redis.asyncio as aioredis
+from nats.aio.msg import Msg
+
+from questlog.events import codec
+from questlog.events.registry import EventRegistry
+from questlog.events.schema import QueuePaused, Recorded, RewardGranted
+from questlog.events.subjects import events_of_type
+
+from .consumer import ConsumerSpec, run_consumer
+from .presence import PresenceStore
+from .protocol import rfc3339
+from .wiring import Wiring
+
+log = logging.getLogger("questlog.notifier")
+
+NOTABLE = ("task.completed", "player.leveled_up", "reward.granted", "queue.paused")
+DURABLE = "notifier"
+
+_encoder = msgspec.json.Encoder()
+
+
+class Notification(msgspec.Struct, frozen=True):
+    seq: int
+    version: int
+    type: str
+    at: str
+    title: str
+    data: dict[str, Any]
+
+
+def notification_for(rec: Recorded) -> Notification | None:
+    """What a player would want to hear about while away; None for the rest."""
+    event = rec.event
+    title: str | None = None
+    if rec.type == "task.completed":
+        title = "A task is complete"
+    elif rec.type == "player.leveled_up":
+        title = f"{event.skill} reached level {event.level}"  # type: ignore[attr-defined]
+    elif isinstance(event, RewardGranted) and event.rare:
+        title = "Rare drop: " + ", ".join(event.rare)
+    elif isinstance(event, QueuePaused) and event.by == "system":
+        title = f"Your queue stopped: {event.reason}"
+    if title is None:
+        return None
+    data = msgspec.to_builtins(event)
+    return Notification(rec.seq, rec.version, rec.type, rfc3339(rec.occurred_at), title, data)
+
+
+def inbox_key(player_id: str) -> str:
+    return f"inbox:{player_id}"
+
+
+def unread_key(player_id: str) -> str:
+    return f"inbox:unread:{player_id}"
+
+
+def _last_seq_key(player_id: str) -> str:
+    return f"inbox:seq:{player_id}"
+
+
+# KEYS inbox, unread, last_seq; ARGV seq, body, max -> 1 if stored, 0 if seen before
+_PUSH = """
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+local seq = tonumber(ARGV[1])
+if seq <= last then return 0 end
+local max = tonumber(ARGV[3])
+redis.call('SET', KEYS[3], seq)
+redis.call('LPUSH', KEYS[1], ARGV[2])
+redis.call('LTRIM', KEYS[1], 0, max - 1)
+local unread = redis.call('INCR', KEYS[2])
+if unread > max then redis.call('SET', KEYS[2], max) end
+return 1
+"""
+
+
+class Inbox:
+    """The offline inbox in Redis: what the notifier writes and the gateway reads."""
+
+    def __init__(self, redis: aioredis.Redis, max_items: int = 100) -> None:
+        self._redis = redis
+        self._max = max_items
+        self._push = redis.register_script(_PUSH)
+
+    async def push(self, player_id: str, note: Notification) -> bool:
+        stored = await self._push(
+            keys=[inbox_key(player_id), unread_key(player_id), _last_seq_key(player_id)],
+            args=[note.seq, _encoder.encode(note), self._max],
+        )
+        return bool(int(stored))
+
+    async def unread(self, player_id: str) -> int:
+        raw = await self._redis.get(unread_key(player_id))
+        return int(raw or 0)
+
+    async def read(self, player_id: str, limit: int, mark_read: bool) -> dict[str, Any]:
+        items = await self._redis.lrange(inbox_key(player_id), 0, limit - 1)
+        unread = await self.unread(player_id)
+        if mark_read and unread:
+            unread = max(0, int(await self._redis.decrby(unread_key(player_id), min(unread, len(items)))))
+        return {"unread": unread, "items": [msgspec.json.decode(i) for i in items]}
+
+
+class WebhookFailed(Exception):
+    pass
+
+
+class Webhook:
+    """POSTs a notification to the configured URL: retries with jittered exponential backoff."""
+
+    def __init__(self, url: str, attempts: int, backoff_s: float, timeout_s: float, redis: aioredis.Redis) -> None:
+        self._url = url
+        self._attempts = max(1, attempts)
+        self._backoff_s = backoff_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._redis = redis
+        self._session: aiohttp.ClientSession | None = None
+
+    async def deliver(self, player_id: str, note: Notification) -> None:
+        done_key = f"webhook:done:{player_id}:{note.seq}"
+        if await self._redis.exists(done_key):
+            return
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        body = {"player_id": player_id, "notification": msgspec.to_builtins(note)}
+        last_error = "no attempt"
+        for attempt in range(self._attempts):
+            if attempt:
+                delay = self._backoff_s * 2 ** (attempt - 1)
+                await asyncio.sleep(delay / 2 + random.random() * delay / 2)
+            try:
+                async with self._session.post(
+                    self._url, json=body, headers={"Idempotency-Key": f"{player_id}:{note.seq}"}
+                ) as resp:
+                    if 200 <= resp.status < 300:
+                        await self._redis.set(done_key, 1, ex=86400)
+                        return
+                    last_error = f"HTTP {resp.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                last_error = repr(exc)
+            log.warning(
+                "webhook attempt failed",
+                extra={"player_id": player_id, "seq": note.seq, "attempt": attempt + 1, "error": last_error},
+            )
+        raise WebhookFailed(f"webhook for {player_id} seq {note.seq}: {last_error}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class Notifier:
+    def __init__(self, registry: EventRegistry, presence: PresenceStore, inbox: Inbox, webhook: Webhook | None) -> None:
+        self._registry = registry
+        self._presence = presence
+        self._inbox = inbox
+        self._webhook = webhook
+
+    async def handle(self, msg: Msg) -> None:
+        rec = codec.decode(msg.data, self._registry, msg.metadata.sequence.stream)
+        note = notification_for(rec)
+        if note is None:
+            return
+        (status,) = await self._presence.get([rec.player_id])
+        if status["online"]:
+            return  # the live stream told them already
+        if await self._inbox.push(rec.player_id, note):
+            log.info("inbox notification", extra={"player_id": rec.player_id, "type": rec.type, "seq": rec.seq})
+        if self._webhook is not None:
+            await self._webhook.deliver(rec.player_id, note)
+
+
+def notifier_spec(settings_stream: str, durable: str = DURABLE) -> ConsumerSpec:
+    return ConsumerSpec(
+        durable=durable,
+        stream=settings_stream,
+        filter_subjects=[events_of_type(t) for t in NOTABLE],
+    )
+
+
+async def serve_notifier(wiring: Wiring, stop: asyncio.Event, *, rt: Any = None, durable: str = DURABLE) -> None:
+    from questlog.gateway.config import load_realtime_settings
+
+    rt = rt or load_realtime_settings()
+    presence = PresenceStore(wiring.redis, wiring.nc, rt.presence_ttl_s)
+    inbox = Inbox(wiring.redis, rt.inbox_max)
+    webhook = (
+        Webhook(rt.webhook_url, rt.webhook_attempts, rt.webhook_backoff_s, rt.webhook_timeout_s, wiring.redis)
+        if rt.webhook_url
+        else None
+    )
+    notifier = Notifier(wiring.store.registry, presence, inbox, webhook)
+    wiring.ready("notifier").set()
+    try:
+        await run_consumer(wiring.js, notifier_spec(wiring.settings.events_stream, durable), notifier.handle, stop)
+    finally:
+        if webhook is not None:
+            await webhook.close()

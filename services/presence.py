@@ -1,0 +1,237 @@
+"""Presence: who is online, across every gateway, from heartbeats with a TTL.
+
+Redis holds, per player, a sorted set of the gateways holding them, each
+scored with the time its lease expires (`presence:gw:<player>`), an index of
+players by their latest lease (`presence:index`) and the last time each was
+seen (`presence:seen:<player>`). A gateway renews its leases every TTL/3; a
+crashed gateway stops renewing, so its players go offline when their last
+lease expires — and only if no other gateway holds them. The presence service
+sweeps expired leases; every transition (online ↔ offline) is decided by one
+Lua script, so exactly one process publishes `presence.changed.<player>` on NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from nats.aio.client import Client as NATS
+
+from .wiring import Wiring
+
+log = logging.getLogger("questlog.presence")
+
+INDEX = "presence:index"
+
+
+def _gw_key(player_id: str) -> str:
+    return f"presence:gw:{player_id}"
+
+
+def _seen_key(player_id: str) -> str:
+    return f"presence:seen:{player_id}"
+
+
+def changed_subject(player_id: str) -> str:
+    return f"presence.changed.{player_id}"
+
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS gw, index, seen; ARGV gateway, ttl_ms, player -> 1 if the player just came online
+_JOIN = _NOW + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local before = redis.call('ZCARD', KEYS[1])
+local until_ms = now + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], until_ms, ARGV[1])
+redis.call('ZADD', KEYS[2], 'GT', until_ms, ARGV[3])
+redis.call('SET', KEYS[3], now)
+if before == 0 then return 1 end
+return 0
+"""
+
+# KEYS gw, index, seen; ARGV gateway, player -> 1 if the player just went offline
+_LEAVE = _NOW + """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('SET', KEYS[3], now)
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[1])
+  if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then return 1 end
+end
+return 0
+"""
+
+# KEYS gw, index; ARGV player -> 1 if every lease had expired (the player went offline)
+_SWEEP = _NOW + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local live = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #live == 0 then
+  redis.call('DEL', KEYS[1])
+  return redis.call('ZREM', KEYS[2], ARGV[1])
+end
+redis.call('ZADD', KEYS[2], live[2], ARGV[1])
+return 0
+"""
+
+# KEYS gw, seen -> {online, last_seen_ms}
+_GET = _NOW + """
+local n = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+local seen = redis.call('GET', KEYS[2])
+return {n > 0 and 1 or 0, seen or 0}
+"""
+
+
+class PresenceChanged(msgspec.Struct, frozen=True):
+    player_id: str
+    online: bool
+    last_seen: str | None = None
+
+
+def _rfc3339_ms(ms: int) -> str | None:
+    if not ms:
+        return None
+    from datetime import UTC, datetime
+
+    from .protocol import rfc3339
+
+    return rfc3339(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class PresenceStore:
+    """The Redis side of presence; every call is one atomic script."""
+
+    def __init__(self, redis: aioredis.Redis, nc: NATS, ttl_s: float) -> None:
+        self._redis = redis
+        self._nc = nc
+        self._ttl_ms = int(ttl_s * 1000)
+        self._join = redis.register_script(_JOIN)
+        self._leave = redis.register_script(_LEAVE)
+        self._sweep = redis.register_script(_SWEEP)
+        self._get = redis.register_script(_GET)
+
+    async def join(self, player_id: str, gateway_id: str) -> None:
+        """Take or renew this gateway's lease on the player; announce them if they came online."""
+        came = await self._join(
+            keys=[_gw_key(player_id), INDEX, _seen_key(player_id)], args=[gateway_id, self._ttl_ms, player_id]
+        )
+        if int(came):
+            await self._announce(player_id)
+
+    async def leave(self, player_id: str, gateway_id: str) -> None:
+        went = await self._leave(keys=[_gw_key(player_id), INDEX, _seen_key(player_id)], args=[gateway_id, player_id])
+        if int(went):
+            await self._announce(player_id)
+
+    async def sweep_once(self, batch: int = 500) -> int:
+        """Players whose every lease expired go offline; returns how many did."""
+        sec, usec = await self._redis.time()
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        due = await self._redis.zrangebyscore(INDEX, "-inf", now_ms, start=0, num=batch)
+        gone = 0
+        for raw in due:
+            player_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if int(await self._sweep(keys=[_gw_key(player_id), INDEX], args=[player_id])):
+                gone += 1
+                await self._announce(player_id)
+        return gone
+
+    async def get(self, player_ids: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for player_id in player_ids:
+            online, seen = await self._get(keys=[_gw_key(player_id), _seen_key(player_id)])
+            out.append(msgspec.to_builtins(self._view(player_id, bool(int(online)), int(seen or 0))))
+        return out
+
+    async def _announce(self, player_id: str) -> None:
+        online, seen = await self._get(keys=[_gw_key(player_id), _seen_key(player_id)])
+        change = self._view(player_id, bool(int(online)), int(seen or 0))
+        log.info("presence changed", extra={"player_id": player_id, "online": change.online})
+        await self._nc.publish(changed_subject(player_id), _encoder.encode(change))
+
+    @staticmethod
+    def _view(player_id: str, online: bool, seen_ms: int) -> PresenceChanged:
+        return PresenceChanged(player_id=player_id, online=online, last_seen=_rfc3339_ms(seen_ms))
+
+
+class PresenceLeases:
+    """One gateway's side: counts its sockets per player and keeps their leases renewed."""
+
+    def __init__(self, store: PresenceStore, gateway_id: str, renew_every_s: float) -> None:
+        self._store = store
+        self._gateway_id = gateway_id
+        self._renew_every_s = renew_every_s
+        self._counts: dict[str, int] = {}
+        self._lock = asyncio.Lock()  # keeps join/leave of one process in order in Redis
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._renew(), name="presence-renew")
+
+    async def connected(self, player_id: str) -> None:
+        async with self._lock:
+            self._counts[player_id] = self._counts.get(player_id, 0) + 1
+            if self._counts[player_id] == 1:
+                await self._store.join(player_id, self._gateway_id)
+
+    async def disconnected(self, player_id: str) -> None:
+        async with self._lock:
+            left = self._counts.get(player_id, 0) - 1
+            if left > 0:
+                self._counts[player_id] = left
+                return
+            self._counts.pop(player_id, None)
+            await self._store.leave(player_id, self._gateway_id)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._renew_every_s)
+            try:
+                async with self._lock:
+                    for player_id in list(self._counts):
+                        await self._store.join(player_id, self._gateway_id)
+            except Exception:
+                log.exception("presence renewal failed", extra={"gateway_id": self._gateway_id})
+
+    async def close(self) -> None:
+        """A clean shutdown releases every lease at once instead of waiting for the TTL."""
+        if self._task is not None:
+            self._task.cancel()
+        async with self._lock:
+            for player_id in list(self._counts):
+                try:
+                    await self._store.leave(player_id, self._gateway_id)
+                except Exception:
+                    log.exception("presence release failed", extra={"player_id": player_id})
+            self._counts.clear()
+
+
+async def serve_presence(wiring: Wiring, stop: asyncio.Event) -> None:
+    """Sweep expired leases until `stop`; any number of instances may run."""
+    from questlog.gateway.config import load_realtime_settings
+
+    rt = load_realtime_settings()
+    await run_sweeper(wiring, stop, rt.presence_ttl_s, rt.presence_sweep_s)
+
+
+async def run_sweeper(wiring: Wiring, stop: asyncio.Event, ttl_s: float, every_s: float) -> None:
+    store = PresenceStore(wiring.redis, wiring.nc, ttl_s)
+    wiring.ready("presence").set()
+    while not stop.is_set():
+        try:
+            await store.sweep_once()
+        except Exception:
+            log.exception("presence sweep failed")
+        try:
+            await asyncio.wait_for(stop.wait(), every_s)
+        except TimeoutError:
+            pass

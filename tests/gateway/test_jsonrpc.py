@@ -1,0 +1,105 @@
+"""JSON-RPC 2.0 exactly, over /ws and POST /rpc: errors, batches, notifications, frame size."""
+
+from __future__ import annotations
+
+import aiohttp
+import msgspec
+
+from questlog.gateway.openrpc import openrpc_document
+from questlog.services import protocol
+from questlog.services.protocol import METHODS
+
+
+async def authed(open_socket, token, player_id):
+    sock = await open_socket()
+    answer = await sock.request("session.hello", {"token": token(player_id)})
+    assert "result" in answer
+    return sock
+
+
+async def test_standard_errors(open_socket, token, player_id) -> None:
+    sock = await authed(open_socket, token, player_id)
+    await sock.ws.send_str("{not json")
+    assert (await sock.recv())["error"]["code"] == protocol.PARSE_ERROR
+    await sock.ws.send_str("[]")
+    empty = await sock.recv()
+    assert empty["error"]["code"] == protocol.INVALID_REQUEST and empty["id"] is None
+    await sock.send({"jsonrpc": "1.0", "id": 7, "method": "queue.get"})
+    assert (await sock.recv()) == {
+        "jsonrpc": "2.0", "id": 7,
+        "error": {"code": protocol.INVALID_REQUEST, "message": 'invalid request: "jsonrpc" must be "2.0"'},
+    }
+    assert (await sock.request("no.such.method"))["error"]["code"] == protocol.METHOD_NOT_FOUND
+    bad = await sock.request("queue.enqueue", {"activity": "harvesting", "target": "oak", "quantity": 0})
+    assert bad["error"]["code"] == protocol.INVALID_PARAMS
+    assert bad["error"]["data"]["field"] == "quantity" and bad["error"]["data"]["reason"]
+    positional = await sock.request("queue.get", [1, 2])
+    assert positional["error"]["code"] == protocol.INVALID_PARAMS
+
+
+async def test_batches_answer_every_request_and_skip_notifications(open_socket, token, player_id) -> None:
+    sock = await authed(open_socket, token, player_id)
+    await sock.send(
+        [
+            {"jsonrpc": "2.0", "id": "a", "method": "player.get"},
+            {"jsonrpc": "2.0", "method": "queue.get"},  # notification: no answer
+            {"jsonrpc": "2.0", "id": 2, "method": "nope"},
+            5,
+            {"jsonrpc": "2.0", "id": 3, "method": "events.replay", "params": {"from_version": 1}},
+        ]
+    )
+    answers = await sock.recv()
+    assert isinstance(answers, list) and len(answers) == 4
+    by_id = {a["id"]: a for a in answers if a["id"] is not None}
+    assert by_id["a"]["result"]["version"] == 0
+    assert by_id[2]["error"]["code"] == protocol.METHOD_NOT_FOUND
+    assert by_id[3]["result"] == {"events": []}
+    assert [a["error"]["code"] for a in answers if a["id"] is None] == [protocol.INVALID_REQUEST]
+    # a frame of notifications only gets nothing back: the next answer is for the next request
+    await sock.send([{"jsonrpc": "2.0", "method": "queue.get"}, {"jsonrpc": "2.0", "method": "player.get"}])
+    assert (await sock.request("rpc.discover"))["result"]["openrpc"]
+
+
+async def test_a_frame_over_the_limit_closes_with_1009(open_socket, settings) -> None:
+    sock = await open_socket()
+    await sock.ws.send_str('{"jsonrpc":"2.0","id":1,"method":"x","params":{"p":"' + "x" * settings.max_frame_bytes + '"}}')
+    assert await sock.closed() == 1009
+
+
+async def test_permessage_deflate_is_negotiated(gateway, http: aiohttp.ClientSession) -> None:
+    async with http.ws_connect(gateway.ws_url, compress=15) as ws:
+        assert ws.compress == 15
+
+
+async def test_http_rpc_with_bearer_token(gateway, http: aiohttp.ClientSession, token, player_id) -> None:
+    url = f"{gateway.base}/rpc"
+    headers = {"Authorization": f"Bearer {token(player_id)}"}
+    async with http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "queue.get"}, headers=headers) as resp:
+        body = await resp.json()
+    assert body["result"]["queued"] == []
+    async with http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "queue.get"}) as resp:
+        assert (await resp.json())["error"]["code"] == protocol.NOT_AUTHENTICATED
+    batch = [{"jsonrpc": "2.0", "id": 1, "method": "session.hello", "params": {"token": "x"}},
+             {"jsonrpc": "2.0", "id": 2, "method": "presence.subscribe", "params": {"player_ids": [player_id]}}]
+    async with http.post(url, json=batch, headers=headers) as resp:
+        codes = sorted(a["error"]["code"] for a in await resp.json())
+    assert codes == [protocol.METHOD_NOT_FOUND, protocol.METHOD_NOT_FOUND]
+    async with http.post(url, json={"jsonrpc": "2.0", "method": "queue.get"}, headers=headers) as resp:
+        assert resp.status == 204
+
+
+async def test_rpc_discover_is_generated_from_the_param_structs(open_socket, token, player_id) -> None:
+    sock = await authed(open_socket, token, player_id)
+    doc = (await sock.request("rpc.discover"))["result"]
+    assert doc == msgspec.json.decode(msgspec.json.encode(openrpc_document()))
+    assert {m["name"] for m in doc["methods"]} == set(METHODS)
+    enqueue = next(m for m in doc["methods"] if m["name"] == "queue.enqueue")
+    quantity = next(p for p in enqueue["params"] if p["name"] == "quantity")
+    assert quantity["required"] and quantity["schema"]["minimum"] == 1
+
+
+async def test_health_readiness_and_metrics(gateway, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{gateway.base}/readyz") as resp:
+        assert resp.status == 200 and (await resp.json())["status"] == "ok"
+    async with http.get(f"{gateway.base}/metrics") as resp:
+        assert "questlog_gateway_requests" in await resp.text()

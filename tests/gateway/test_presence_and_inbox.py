@@ -1,0 +1,160 @@
+"""Presence across gateways with TTLs, and the notifier's inbox and webhooks for offline players."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import msgspec
+from aiohttp import web
+
+from questlog.events.schema import NewEvent, QueuePaused, QueueResumed
+from questlog.gateway.config import load_realtime_settings
+from questlog.services.notifier import serve_notifier
+from questlog.services.presence import PresenceLeases, PresenceStore, changed_subject, run_sweeper
+
+from .test_jsonrpc import authed
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    """Re-check a condition on the servers' state until it holds."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+async def test_presence_get_and_changes_follow_connections(open_socket, token, player_id) -> None:
+    watcher = await authed(open_socket, token, f"{player_id}-w")
+    assert (await watcher.request("presence.get", {"player_ids": [player_id]}))["result"] == [
+        {"player_id": player_id, "online": False, "last_seen": None}
+    ]
+    assert (await watcher.request("presence.subscribe", {"player_ids": [player_id]}))["result"] == {}
+    first = await authed(open_socket, token, player_id)
+    second = await authed(open_socket, token, player_id)
+    status = (await watcher.request("presence.get", {"player_ids": [player_id]}))["result"][0]
+    assert status["online"] is True and status["last_seen"].endswith("Z")
+    await first.ws.close()
+    await second.request("player.get")  # still held by the second socket
+    await second.ws.close()
+    async with asyncio.timeout(10):
+        while True:
+            changes = [m["params"] for m in watcher.notes if m.get("method") == "presence.changed"]
+            if len(changes) >= 2:
+                break
+            watcher.notes.append(await watcher.recv())
+    assert [c["online"] for c in changes] == [True, False]
+    assert changes[1]["player_id"] == player_id and changes[1]["last_seen"]
+
+
+async def test_a_lease_nobody_renews_expires_but_another_gateway_keeps_the_player_online(
+    gateway_wiring, player_id
+) -> None:
+    redis, nc = gateway_wiring.redis, gateway_wiring.nc
+    store = PresenceStore(redis, nc, ttl_s=0.6)
+    changes: list[dict] = []
+    offline = asyncio.Event()
+
+    async def on_change(msg) -> None:
+        changes.append(msgspec.json.decode(msg.data))
+        if not changes[-1]["online"]:
+            offline.set()
+
+    sub = await nc.subscribe(changed_subject(player_id), cb=on_change)
+    stop = asyncio.Event()
+    sweeper = asyncio.create_task(run_sweeper(gateway_wiring, stop, ttl_s=0.6, every_s=0.05))
+    alive = PresenceLeases(store, "gw-alive", renew_every_s=0.2)
+    alive.start()
+    try:
+        await store.join(player_id, "gw-crashed")  # a gateway that will never renew
+        await alive.connected(player_id)
+
+        async def crashed_lease_gone() -> bool:
+            return await redis.zscore(f"presence:gw:{player_id}", "gw-crashed") is None
+
+        await eventually(crashed_lease_gone)
+        assert (await store.get([player_id]))[0]["online"] is True
+        assert [c["online"] for c in changes] == [True]
+        await alive.close()  # the second gateway lets go too, then shuts down
+        await asyncio.wait_for(offline.wait(), 10)
+        assert [c["online"] for c in changes] == [True, False]
+        # and a player whose only gateway crashed goes offline after the TTL, by the sweeper
+        offline.clear()
+        await store.join(player_id, "gw-crashed")
+        await asyncio.wait_for(offline.wait(), 10)
+        assert (await store.get([player_id]))[0]["online"] is False
+    finally:
+        stop.set()
+        await sweeper
+        await sub.unsubscribe()
+
+
+async def test_offline_players_get_an_inbox_and_webhooks_with_retries(
+    gateway_wiring, open_socket, token, player_id
+) -> None:
+    offline_player, online_player = player_id, f"{player_id}-on"
+    calls: list[dict] = []
+    delivered = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        if body["player_id"] != offline_player:
+            return web.Response(status=200)
+        calls.append(body)
+        if len(calls) <= 2:
+            return web.Response(status=503)  # the receiver is flaky at first
+        delivered.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    rt = load_realtime_settings(
+        {}, webhook_url=f"http://{host}:{port}/hook", webhook_backoff_s=0.01, webhook_attempts=5, presence_ttl_s=3
+    )
+    stop = asyncio.Event()
+    durable = f"notifier-test-{uuid.uuid4().hex[:8]}"
+    notifier = asyncio.create_task(serve_notifier(gateway_wiring, stop, rt=rt, durable=durable))
+    store = gateway_wiring.store
+    try:
+        online = await authed(open_socket, token, online_player)
+        pos = await store.position(online_player)
+        mine = await store.append(
+            online_player, [NewEvent(QueuePaused(reason="out of logs", by="system"), datetime.now(UTC))],
+            expected=pos, causation_id="c1",
+        )
+        await store.append(
+            offline_player,
+            [NewEvent(QueueResumed(), datetime.now(UTC)),  # not notable
+             NewEvent(QueuePaused(reason="out of logs", by="system"), datetime.now(UTC))],
+            expected=await store.position(offline_player), causation_id="c2",
+        )
+        await asyncio.wait_for(delivered.wait(), 30)
+        assert len(calls) == 3 and calls[-1]["notification"]["type"] == "queue.paused"
+        assert calls[-1]["notification"]["version"] == 2
+
+        async def online_event_handled() -> bool:
+            info = await gateway_wiring.js.consumer_info(gateway_wiring.settings.events_stream, durable)
+            return info.ack_floor.stream_seq >= mine[0].seq
+
+        await eventually(online_event_handled, 30)
+        assert (await online.request("inbox.get"))["result"] == {"unread": 0, "items": []}
+
+        sock = await open_socket()
+        hello = (await sock.request("session.hello", {"token": token(offline_player)}))["result"]
+        assert hello["unread"] == 1
+        inbox = (await sock.request("inbox.get", {"limit": 10}))["result"]
+        assert inbox["unread"] == 0
+        assert [(i["type"], i["version"], i["title"]) for i in inbox["items"]] == [
+            ("queue.paused", 2, "Your queue stopped: out of logs")
+        ]
+    finally:
+        stop.set()
+        await asyncio.wait_for(notifier, 10)
+        await gateway_wiring.js.delete_consumer(gateway_wiring.settings.events_stream, durable)
+        await runner.cleanup()
