@@ -17,7 +17,7 @@ from questlog.services.settings import Settings
 from questlog.services.wiring import Wiring
 
 from .auth import AuthError, TokenVerifier
-from .config import RealtimeSettings, load_realtime_settings
+from questlog.services.settings import RealtimeSettings
 from .ratelimit import RateLimiter
 from .routing import Caller, Router
 from .session import GOING_AWAY, TOO_MANY, Session
@@ -199,7 +199,7 @@ async def _closed(session: Session) -> None:
 
 
 def create_app(wiring: Wiring, rt: RealtimeSettings | None = None) -> web.Application:
-    gateway = Gateway(wiring, rt or load_realtime_settings())
+    gateway = Gateway(wiring, rt or wiring.settings.realtime)
     app = web.Application(client_max_size=wiring.settings.max_frame_bytes)
     app[GATEWAY] = gateway
     app.router.add_get("/healthz", healthz)

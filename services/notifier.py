@@ -198,9 +198,7 @@ def notifier_spec(settings_stream: str, durable: str = DURABLE) -> ConsumerSpec:
 
 
 async def serve_notifier(wiring: Wiring, stop: asyncio.Event, *, rt: Any = None, durable: str = DURABLE) -> None:
-    from questlog.gateway.config import load_realtime_settings
-
-    rt = rt or load_realtime_settings()
+    rt = rt or wiring.settings.realtime
     presence = PresenceStore(wiring.redis, wiring.nc, rt.presence_ttl_s)
     inbox = Inbox(wiring.redis, rt.inbox_max)
     webhook = (

@@ -217,9 +217,7 @@ class PresenceLeases:
 
 async def serve_presence(wiring: Wiring, stop: asyncio.Event) -> None:
     """Sweep expired leases until `stop`; any number of instances may run."""
-    from questlog.gateway.config import load_realtime_settings
-
-    rt = load_realtime_settings()
+    rt = wiring.settings.realtime
     await run_sweeper(wiring, stop, rt.presence_ttl_s, rt.presence_sweep_s)
 
 

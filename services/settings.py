@@ -19,6 +19,34 @@ class SettingsError(ValueError):
     """An environment variable holds a value the settings cannot accept."""
 
 
+class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The realtime tier: gateway limits, presence and the notifier."""
+
+    heartbeat_s: float = 15.0
+    send_queue_size: int = 1024  # messages queued for one socket before it is closed 4008
+    max_inflight: int = 32  # requests one socket may have in progress; reading pauses beyond
+    max_conns_per_player: int = 5  # per gateway process
+    max_conns_per_ip: int = 100  # per gateway process
+    rate_player_per_s: float = 50.0
+    rate_player_burst: int = 100
+    rate_ip_per_s: float = 200.0
+    rate_ip_burst: int = 400
+    max_presence_subscriptions: int = 500  # per session
+    presence_ttl_s: float = 30.0
+    presence_sweep_s: float = 1.0
+    inbox_max: int = 100
+    webhook_url: str | None = None
+    webhook_attempts: int = 5
+    webhook_backoff_s: float = 0.5
+    webhook_timeout_s: float = 5.0
+    gateway_id: str | None = None  # default: a random id per process
+
+    @property
+    def heartbeat_every_s(self) -> float:
+        """How often a gateway renews its players' presence: three beats per TTL."""
+        return self.presence_ttl_s / 3
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -38,6 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_frame_bytes: int = 65536
     dev_mode: bool = False
     log_level: str = "INFO"
+    realtime: RealtimeSettings = RealtimeSettings()
 
     @property
     def data_path(self) -> Path:
@@ -78,6 +107,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.replace(self, jwt_secret=secret)
 
 
+# env var -> realtime settings field
+_REALTIME_ENV = {
+    "QUESTLOG_HEARTBEAT_S": "heartbeat_s",
+    "QUESTLOG_SEND_QUEUE_SIZE": "send_queue_size",
+    "QUESTLOG_MAX_INFLIGHT": "max_inflight",
+    "QUESTLOG_MAX_CONNS_PER_PLAYER": "max_conns_per_player",
+    "QUESTLOG_MAX_CONNS_PER_IP": "max_conns_per_ip",
+    "QUESTLOG_RATE_PLAYER_PER_S": "rate_player_per_s",
+    "QUESTLOG_RATE_PLAYER_BURST": "rate_player_burst",
+    "QUESTLOG_RATE_IP_PER_S": "rate_ip_per_s",
+    "QUESTLOG_RATE_IP_BURST": "rate_ip_burst",
+    "QUESTLOG_MAX_PRESENCE_SUBSCRIPTIONS": "max_presence_subscriptions",
+    "QUESTLOG_PRESENCE_TTL_S": "presence_ttl_s",
+    "QUESTLOG_PRESENCE_SWEEP_S": "presence_sweep_s",
+    "QUESTLOG_INBOX_MAX": "inbox_max",
+    "QUESTLOG_WEBHOOK_URL": "webhook_url",
+    "QUESTLOG_WEBHOOK_ATTEMPTS": "webhook_attempts",
+    "QUESTLOG_WEBHOOK_BACKOFF_S": "webhook_backoff_s",
+    "QUESTLOG_WEBHOOK_TIMEOUT_S": "webhook_timeout_s",
+    "QUESTLOG_GATEWAY_ID": "gateway_id",
+}
+
 # env var -> settings field
 _ENV = {
     "QUESTLOG_HTTP_HOST": "http_host",
@@ -109,6 +160,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         value = env.get(var)
         if value is not None and value != "":
             raw[field] = value
+    realtime = {field: env[var] for var, field in _REALTIME_ENV.items() if env.get(var)}
+    if realtime:
+        raw["realtime"] = realtime
     raw.update(overrides)
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
@@ -122,6 +176,8 @@ def _explain(exc: msgspec.ValidationError) -> str:
     text = str(exc)
     for var, field in _ENV.items():
         text = text.replace(f"`$.{field}`", var)
+    for var, field in _REALTIME_ENV.items():
+        text = text.replace(f"`$.realtime.{field}`", var)
     return f"invalid setting: {text}"
 
 
@@ -134,5 +190,8 @@ def _check(s: Settings) -> None:
         port = getattr(s, name)
         if not 0 <= port <= 65535:
             raise SettingsError(f"invalid setting: {name} {port} is not a TCP port")
+    rt = s.realtime
+    if rt.send_queue_size < 1 or rt.max_inflight < 1 or rt.presence_ttl_s <= 0 or rt.heartbeat_s <= 0:
+        raise SettingsError("invalid setting: queue sizes, TTLs and heartbeats must be positive")
     if s.snapshot_every < 1 or s.replay_limit < 1 or s.max_frame_bytes < 1024:
         raise SettingsError("invalid setting: snapshot_every, replay_limit >= 1; max_frame_bytes >= 1024")

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from questlog.gateway.app import GATEWAY, Gateway, serve
 from questlog.gateway.auth import issue_token
-from questlog.gateway.config import load_realtime_settings
+from questlog.services.settings import RealtimeSettings
 from questlog.services.settings import Settings
 from questlog.services.wiring import Wiring, connect
 
@@ -43,7 +43,7 @@ class RunningGateway:
 
 
 async def start_gateway(wiring: Wiring, **rt: Any) -> RunningGateway:
-    settings = load_realtime_settings({}, **{**TEST_RT, **rt})
+    settings = RealtimeSettings(**{**TEST_RT, **rt})
     runner = await serve(wiring, "127.0.0.1", 0, settings)
     return RunningGateway(runner, wiring)
 

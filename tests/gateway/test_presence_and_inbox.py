@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from questlog.events.schema import NewEvent, QueuePaused, QueueResumed
-from questlog.gateway.config import load_realtime_settings
+from questlog.services.settings import RealtimeSettings
 from questlog.services.notifier import serve_notifier
 from questlog.services.presence import PresenceLeases, PresenceStore, changed_subject, run_sweeper
 
@@ -114,8 +114,8 @@ async def test_offline_players_get_an_inbox_and_webhooks_with_retries(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    rt = load_realtime_settings(
-        {}, webhook_url=f"http://{host}:{port}/hook", webhook_backoff_s=0.01, webhook_attempts=5, presence_ttl_s=3
+    rt = RealtimeSettings(
+        webhook_url=f"http://{host}:{port}/hook", webhook_backoff_s=0.01, webhook_attempts=5, presence_ttl_s=3
     )
     stop = asyncio.Event()
     durable = f"notifier-test-{uuid.uuid4().hex[:8]}"
