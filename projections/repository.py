@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from nats.js.kv import KeyValue
+
 from questlog.events.registry import EventRegistry
 from questlog.events.store import EventStore
 
 from .player import evolve, initial_state
 from .snapshots import SnapshotStore
-from .state import PlayerState
-
-# Raise when PlayerState changes shape: older snapshots are then ignored.
-SNAPSHOT_SCHEMA = 1
+from .state import STATE_SCHEMA, PlayerState
 
 
 class PlayerRepository:
@@ -33,6 +32,11 @@ class PlayerRepository:
         self._snapshots = snapshots
         self._cache: OrderedDict[str, PlayerState] = OrderedDict()
         self._cache_size = cache_size
+
+    @classmethod
+    def with_snapshots(cls, store: EventStore, kv: KeyValue, *, cache_size: int = 10_000) -> PlayerRepository:
+        """Loading from the newest snapshot (written by the snapshotter) plus the events after it."""
+        return cls(store, SnapshotStore(kv, PlayerState, STATE_SCHEMA), cache_size=cache_size)
 
     async def load(self, player_id: str, *, fresh: bool = True) -> PlayerState:
         state = self._cache.get(player_id)

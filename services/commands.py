@@ -21,8 +21,7 @@ from opentelemetry import propagate, trace
 
 from questlog.events.schema import Recorded
 from questlog.projections.read_models import ReadModels
-from questlog.projections.repository import SNAPSHOT_SCHEMA, PlayerRepository
-from questlog.projections.snapshots import SnapshotStore
+from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
 from questlog.projections.views import player_view, queue_view
 
@@ -198,8 +197,7 @@ def _as_tuple(decision: Any) -> tuple[list[Any], Any]:
 async def serve_commands(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | None = None, clock: Clock | None = None) -> None:
     """The micro service: one endpoint per method, in the `questlog-commands` queue group."""
     rules = rules or load_rules(time_scale=wiring.settings.time_scale)
-    kv = await wiring.js.key_value(wiring.settings.snapshots_bucket)
-    repo = PlayerRepository(wiring.store, SnapshotStore(kv, PlayerState, SNAPSHOT_SCHEMA))
+    repo = await wiring.players()
     handler = CommandHandler(wiring, rules, clock or SystemClock(), repo)
     service = await add_service(
         wiring.nc,

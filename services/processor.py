@@ -131,7 +131,7 @@ class Processor:
 
 async def serve_processor(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | None = None, clock: Clock | None = None) -> None:
     rules = rules or load_rules(time_scale=wiring.settings.time_scale)
-    processor = Processor(wiring, rules, clock or SystemClock(), PlayerRepository(wiring.store))
+    processor = Processor(wiring, rules, clock or SystemClock(), await wiring.players())
     s = wiring.settings
     events = ConsumerSpec(
         durable="processor",

@@ -43,7 +43,7 @@ class RewardService:
 
 async def serve_reward(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | None = None) -> None:
     rules = rules or load_rules(time_scale=wiring.settings.time_scale)
-    service = RewardService(wiring, rules, PlayerRepository(wiring.store))
+    service = RewardService(wiring, rules, await wiring.players())
     spec = ConsumerSpec(
         durable="reward",
         stream=wiring.settings.events_stream,

@@ -8,9 +8,9 @@ from nats.aio.msg import Msg
 
 from questlog.events import codec
 from questlog.events.subjects import EVENTS_WILDCARD
-from questlog.projections.repository import SNAPSHOT_SCHEMA, PlayerRepository
+from questlog.projections.repository import PlayerRepository
 from questlog.projections.snapshots import SnapshotStore
-from questlog.projections.state import PlayerState
+from questlog.projections.state import STATE_SCHEMA, PlayerState
 
 from .consumer import ConsumerSpec, run_consumer
 from .wiring import Wiring
@@ -31,7 +31,7 @@ class Snapshotter:
 
 async def serve_snapshotter(wiring: Wiring, stop: asyncio.Event) -> None:
     kv = await wiring.js.key_value(wiring.settings.snapshots_bucket)
-    snapshots = SnapshotStore(kv, PlayerState, SNAPSHOT_SCHEMA)
+    snapshots = SnapshotStore(kv, PlayerState, STATE_SCHEMA)
     # a repository that folds from the last snapshot: each snapshot builds on the previous one
     repo = PlayerRepository(wiring.store, snapshots, cache_size=1000)
     spec = ConsumerSpec(durable="snapshotter", stream=wiring.settings.events_stream, filter_subjects=[EVENTS_WILDCARD])

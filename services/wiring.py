@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from questlog.events.store import EventStore
+from questlog.projections.repository import PlayerRepository
 from questlog.events.streams import ensure_streams
 
 from .settings import Settings
@@ -28,6 +29,11 @@ class Wiring:
         self.redis = redis
         self.store = EventStore(nc, settings)
         self._ready: dict[str, asyncio.Event] = {}
+
+    async def players(self, *, cache_size: int = 10_000) -> PlayerRepository:
+        """A repository loading player state from snapshots plus later events."""
+        kv = await self.js.key_value(self.settings.snapshots_bucket)
+        return PlayerRepository.with_snapshots(self.store, kv, cache_size=cache_size)
 
     def ready(self, name: str) -> asyncio.Event:
         """Set by a service once it serves; awaited by whoever starts it."""

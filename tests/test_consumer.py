@@ -6,17 +6,33 @@ import asyncio
 import uuid
 from collections import Counter
 
+import pytest
+import pytest_asyncio
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.api import StreamConfig
 
 from questlog.services.consumer import ConsumerSpec, run_consumer
 from questlog.services.settings import Settings
 
 
+STREAM = "CONSUMERTEST"  # its own stream: the session's services never see these bodies
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def test_stream(nc: NATS) -> str:
+    await nc.jetstream().add_stream(StreamConfig(name=STREAM, subjects=["ctest.>"]))
+    return STREAM
+
+
+def by_player(msg: Msg) -> str:
+    return msg.subject.split(".")[1]
+
+
 def spec_for(settings: Settings, subjects: list[str], **kw) -> ConsumerSpec:
     return ConsumerSpec(
         durable=f"test-{uuid.uuid4().hex[:8]}",
-        stream=settings.events_stream,
+        stream=STREAM,
         filter_subjects=subjects,
         backoff_s=(0.01, 0.02, 0.05),
         **kw,
@@ -29,10 +45,10 @@ async def publish(nc: NATS, subject: str, n: int) -> None:
         await js.publish(subject, str(i).encode())
 
 
-async def test_every_message_handled_once_after_transient_failures(nc: NATS, settings: Settings) -> None:
+async def test_every_message_handled_once_after_transient_failures(nc: NATS, settings: Settings, test_stream: str) -> None:
     players = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for p in players:
-        await publish(nc, f"players.{p}.events.test.tick", 20)
+        await publish(nc, f"ctest.{p}.tick", 20)
     seen: dict[str, list[int]] = {p: [] for p in players}
     failed_once: set[tuple[str, int]] = set()
     done = asyncio.Event()
@@ -47,8 +63,8 @@ async def test_every_message_handled_once_after_transient_failures(nc: NATS, set
         if all(len(v) == 20 for v in seen.values()):
             done.set()
 
-    spec = spec_for(settings, [f"players.{p}.events.>" for p in players])
-    task = asyncio.create_task(run_consumer(nc.jetstream(), spec, handler, stop, fetch_timeout=0.2))
+    spec = spec_for(settings, [f"ctest.{p}.>" for p in players])
+    task = asyncio.create_task(run_consumer(nc.jetstream(), spec, handler, stop, fetch_timeout=0.2, key=by_player))
     await asyncio.wait_for(done.wait(), 20)
     stop.set()
     await asyncio.wait_for(task, 10)
@@ -58,10 +74,10 @@ async def test_every_message_handled_once_after_transient_failures(nc: NATS, set
     assert len(failed_once) == 3 * 3
 
 
-async def test_poison_message_goes_to_dead_letter_stream(nc: NATS, settings: Settings) -> None:
+async def test_poison_message_goes_to_dead_letter_stream(nc: NATS, settings: Settings, test_stream: str) -> None:
     p = f"c-{uuid.uuid4().hex[:8]}"
-    await publish(nc, f"players.{p}.events.test.poison", 1)
-    spec = spec_for(settings, [f"players.{p}.events.>"], max_deliver=3)
+    await publish(nc, f"ctest.{p}.poison", 1)
+    spec = spec_for(settings, [f"ctest.{p}.>"], max_deliver=3)
     js = nc.jetstream()
     dl = await js.pull_subscribe(f"deadletter.{spec.durable}", stream=settings.dead_letter_stream)
     attempts = 0
@@ -72,23 +88,23 @@ async def test_poison_message_goes_to_dead_letter_stream(nc: NATS, settings: Set
         attempts += 1
         raise ValueError("always broken")
 
-    task = asyncio.create_task(run_consumer(js, spec, handler, stop, fetch_timeout=0.2))
+    task = asyncio.create_task(run_consumer(js, spec, handler, stop, fetch_timeout=0.2, key=by_player))
     (dead,) = await dl.fetch(1, timeout=20)
     stop.set()
     await asyncio.wait_for(task, 10)
     assert attempts == 3
-    assert dead.headers["Questlog-Original-Subject"] == f"players.{p}.events.test.poison"
+    assert dead.headers["Questlog-Original-Subject"] == f"ctest.{p}.poison"
     assert "always broken" in dead.headers["Questlog-Error"]
-    info = await js.consumer_info(settings.events_stream, spec.durable)
+    info = await js.consumer_info(STREAM, spec.durable)
     assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
-async def test_two_instances_share_one_durable_and_drain_on_stop(nc: NATS, settings: Settings) -> None:
+async def test_two_instances_share_one_durable_and_drain_on_stop(nc: NATS, settings: Settings, test_stream: str) -> None:
     p_count, per = 8, 25
     players = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(p_count)]
     for p in players:
-        await publish(nc, f"players.{p}.events.test.work", per)
-    spec = spec_for(settings, [f"players.{p}.events.>" for p in players], batch=16)
+        await publish(nc, f"ctest.{p}.work", per)
+    spec = spec_for(settings, [f"ctest.{p}.>" for p in players], batch=16)
     handled: Counter[str] = Counter()
     by_instance: Counter[int] = Counter()
     done = asyncio.Event()
@@ -106,7 +122,7 @@ async def test_two_instances_share_one_durable_and_drain_on_stop(nc: NATS, setti
 
     js = nc.jetstream()
     tasks = [
-        asyncio.create_task(run_consumer(js, spec, handler_for(i), stops[i], fetch_timeout=0.2)) for i in range(2)
+        asyncio.create_task(run_consumer(js, spec, handler_for(i), stops[i], fetch_timeout=0.2, key=by_player)) for i in range(2)
     ]
     await asyncio.wait_for(done.wait(), 20)
     for s in stops:
@@ -114,5 +130,5 @@ async def test_two_instances_share_one_durable_and_drain_on_stop(nc: NATS, setti
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
     assert all(v == 1 for v in handled.values()), "no message handled twice without a failure"
     assert by_instance[0] > 0 and by_instance[1] > 0, f"both instances should get work: {by_instance}"
-    info = await js.consumer_info(settings.events_stream, spec.durable)
+    info = await js.consumer_info(STREAM, spec.durable)
     assert info.num_ack_pending == 0, "stop drains: everything fetched was acked"

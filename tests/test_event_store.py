@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -24,6 +25,8 @@ from questlog.events.schema import (
 from questlog.events.store import EventStore, Position
 from questlog.events.subjects import event_subject, player_events
 from questlog.services.settings import Settings
+
+from .stacks import private_stack
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -118,8 +121,9 @@ async def test_retried_append_lands_once(store: EventStore, player_id: str) -> N
     assert events[-1].seq == one[0].seq
 
 
-async def test_old_schema_event_is_upcast_on_read(nc: NATS, settings: Settings, player_id: str) -> None:
-    """A v1 payload written by old code reads as today's v2 struct."""
+async def test_old_schema_event_is_upcast_on_read(tmp_path: Path, player_id: str) -> None:
+    """A v1 payload written by old code reads as today's v2 struct (own server: the
+    session's services must never meet these hand-written events)."""
 
     class QueuePausedV2(Payload, frozen=True):
         TYPE: ClassVar[str] = "queue.paused"
@@ -143,13 +147,14 @@ async def test_old_schema_event_is_upcast_on_read(nc: NATS, settings: Settings, 
         "occurred_at": NOW.isoformat(),
         "data": {"reason": "old"},
     }
-    await nc.jetstream().publish(event_subject(player_id, "queue.paused"), msgspec.json.encode(v1))
-    (event,) = await EventStore(nc, settings, registry).read(player_id)
+    async with private_stack(tmp_path) as (settings, nc, _env):
+        await nc.jetstream().publish(event_subject(player_id, "queue.paused"), msgspec.json.encode(v1))
+        (event,) = await EventStore(nc, settings, registry).read(player_id)
     assert event.event == QueuePausedV2(reason="old", by="player", severity="info")
     assert event.version == 1
 
 
-async def test_unknown_event_type_raises_named_error(nc: NATS, store: EventStore, player_id: str) -> None:
+async def test_unknown_event_type_raises_named_error(tmp_path: Path, player_id: str) -> None:
     body = msgspec.json.encode(
         {
             "type": "dragon.befriended",
@@ -160,9 +165,10 @@ async def test_unknown_event_type_raises_named_error(nc: NATS, store: EventStore
             "data": {},
         }
     )
-    await nc.jetstream().publish(event_subject(player_id, "dragon.befriended"), body)
-    with pytest.raises(UnknownEventType) as info:
-        await store.read(player_id)
+    async with private_stack(tmp_path) as (settings, nc, _env):
+        await nc.jetstream().publish(event_subject(player_id, "dragon.befriended"), body)
+        with pytest.raises(UnknownEventType) as info:
+            await EventStore(nc, settings).read(player_id)
     assert info.value.event_type == "dragon.befriended"
 
 

@@ -1,0 +1,63 @@
+"""Snapshots in the KV bucket only ever save work: broken ones fall back to the events."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from nats.aio.client import Client as NATS
+
+from questlog.events.store import EventStore
+from questlog.projections.player import evolve, initial_state
+from questlog.projections.repository import PlayerRepository
+from questlog.projections.snapshots import SnapshotStore
+from questlog.projections.state import STATE_SCHEMA, PlayerState
+from questlog.services.settings import Settings
+
+from .stacks import drained
+from .watch import queue_idle, until
+
+
+@pytest.fixture
+def store(nc: NATS, settings: Settings) -> EventStore:
+    return EventStore(nc, settings)
+
+
+async def scratch(store: EventStore, player_id: str) -> PlayerState:
+    state = initial_state(player_id)
+    for rec in await store.read(player_id):
+        state = evolve(state, rec)
+    return state
+
+
+async def test_snapshotter_writes_every_n_and_loading_from_it_equals_a_full_fold(
+    call, nc: NATS, store: EventStore, settings: Settings, player_id: str
+) -> None:
+    await call("queue.enqueue", player_id, activity="harvesting", target="oak_log", quantity=30)
+    events = await until(nc, store, player_id, lambda ev: len(ev) > settings.snapshot_every + 5 and queue_idle(ev), 60)
+    await drained(nc, settings, "snapshotter")
+    kv = await nc.jetstream().key_value(settings.snapshots_bucket)
+    snap = await SnapshotStore(kv, PlayerState, STATE_SCHEMA).get(player_id)
+    assert snap is not None, f"the snapshotter should have written one after {settings.snapshot_every} events"
+    assert snap.version % settings.snapshot_every == 0
+    assert snap == await PlayerRepository(store).load_at(player_id, snap.version)
+    loaded = await PlayerRepository.with_snapshots(store, kv).load(player_id)
+    assert loaded == await scratch(store, player_id)
+    assert loaded.version == events[-1].version
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "older-schema", "other-player"])
+async def test_a_bad_snapshot_falls_back_to_the_events(
+    call, nc: NATS, store: EventStore, settings: Settings, player_id: str, damage: str
+) -> None:
+    await call("queue.pause", player_id)
+    await call("queue.resume", player_id)
+    kv = await nc.jetstream().key_value(settings.snapshots_bucket)
+    truth = await scratch(store, player_id)
+    if damage == "corrupt":
+        await kv.put(player_id, b'{"schema": 1, "state": {"player_id": 42')
+    elif damage == "older-schema":
+        await kv.put(player_id, msgspec.json.encode({"schema": STATE_SCHEMA - 1, "state": {"player_id": player_id}}))
+    else:
+        other = msgspec.structs.replace(truth, player_id="someone-else", version=1)
+        await kv.put(player_id, msgspec.json.encode({"schema": STATE_SCHEMA, "state": other}))
+    assert await PlayerRepository.with_snapshots(store, kv).load(player_id) == truth
