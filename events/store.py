@@ -202,8 +202,14 @@ class EventStore:
         """A player's events in order, from stream sequence `after_seq + 1`.
 
         Uses batched direct gets (one request per `READ_BATCH` events, no consumer),
-        so loading an aggregate costs no server-side state.
+        so loading an aggregate costs no server-side state. Reading from a version
+        (a client resuming) first finds where that version sits in the stream,
+        so it costs O(log n) small requests, not a scan of the player's history.
         """
+        if from_version > 1 and after_seq == 0:
+            after_seq = await self._seq_before(player_id, from_version)
+            if after_seq < 0:
+                return []
         out: list[Recorded] = []
         # aclosing: leaving early must unsubscribe now, not whenever the generator is collected
         async with contextlib.aclosing(self._direct_batches(player_events(player_id), after_seq + 1)) as batches:
@@ -216,6 +222,38 @@ class EventStore:
                 if limit is not None and len(out) >= limit:
                     break
         return out
+
+    async def _first_from(self, player_id: str, seq: int) -> Recorded | None:
+        """The player's first event at stream sequence `seq` or later (one direct get)."""
+        msg = await self._nc.request(
+            f"$JS.API.DIRECT.GET.{self._stream}",
+            _json.encode({"seq": seq, "next_by_subj": player_events(player_id)}),
+            timeout=self._timeout,
+        )
+        if (msg.headers or {}).get("Status") is not None:
+            return None
+        return self._decode(msg)
+
+    async def _seq_before(self, player_id: str, version: int) -> int:
+        """The stream sequence after which the player's `version` is found; -1 if it does not exist.
+
+        Versions grow with stream sequences, so a binary search over sequences
+        finds it; each probe jumps to the event it actually found.
+        """
+        last = await self.position(player_id)
+        if version > last.version:
+            return -1
+        lo, hi = 1, last.seq  # the sequence of `version` lies in [lo, hi]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            found = await self._first_from(player_id, mid)
+            if found is None or found.version > version:
+                hi = mid - 1  # nothing of the player in [mid, found) and found is later
+            elif found.version < version:
+                lo = found.seq + 1
+            else:
+                return found.seq - 1
+        return lo - 1
 
     async def _direct_batches(self, subject: str, start_seq: int) -> AsyncIterator[Recorded]:
         api = f"$JS.API.DIRECT.GET.{self._stream}"

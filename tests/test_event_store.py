@@ -213,3 +213,22 @@ async def test_live_subject_carries_only_stored_events(nc: NATS, store: EventSto
     await asyncio.wait_for(arrived.wait(), 5)
     await sub.unsubscribe()
     assert got == [first[0].seq, second[0].seq]
+
+
+async def test_reading_from_a_version_finds_it_among_other_players_events(
+    store: EventStore, player_id: str
+) -> None:
+    """Resume reads locate the version by binary search; interleave another player to be sure."""
+    other = player_id + "-x"
+    mine, theirs = Position(), Position()
+    for i in range(40):
+        (r,) = await store.append(player_id, [paused(f"m{i}")], expected=mine, command_id=f"m{i}")
+        mine = Position(r.version, r.seq)
+        for j in range(i % 3):
+            (t,) = await store.append(other, [paused("o")], expected=theirs, command_id=f"o{i}-{j}")
+            theirs = Position(t.version, t.seq)
+    for v in (1, 2, 17, 39, 40):
+        got = await store.read(player_id, from_version=v)
+        assert [e.version for e in got] == list(range(v, 41))
+    assert await store.read(player_id, from_version=41) == []
+    assert [e.version for e in await store.read(player_id, from_version=10, limit=3)] == [10, 11, 12]
