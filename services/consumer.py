@@ -26,10 +26,13 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 
 from .metrics import QuestlogMetrics
 
 log = logging.getLogger("questlog.consumer")
+_tracer = trace.get_tracer("questlog.consumer")
 
 Handler = Callable[[Msg], Awaitable[None]]
 
@@ -131,7 +134,15 @@ async def _in_order(
             await msg.nak(delay=spec.backoff_s[0])
             continue
         try:
-            await handler(msg)
+            # The handler runs in the trace of whatever appended the message (its
+            # `traceparent` header), so what it appends continues that trace.
+            with _tracer.start_as_current_span(
+                f"consume {spec.durable}",
+                context=propagate.extract(msg.headers or {}),
+                kind=SpanKind.CONSUMER,
+                attributes={"messaging.destination.name": msg.subject, "messaging.consumer.group.name": spec.durable},
+            ):
+                await handler(msg)
         except Exception as exc:
             failed = True
             metrics.message_taken(spec.durable, await _failed(js, spec, msg, exc))

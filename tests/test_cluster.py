@@ -61,9 +61,13 @@ class Cluster:
     async def start(self) -> None:
         await asyncio.gather(*(n.start() for n in self.nodes))
 
-    def kill(self, name: str) -> int:
+    async def kill(self, name: str) -> int:
+        """SIGKILL the node, and return once the process is gone."""
         i = self.names.index(name)
         self.nodes[i].kill()
+        proc = self.nodes[i].proc
+        assert proc is not None
+        await proc.wait()
         return i
 
     async def restart(self, i: int) -> None:
@@ -129,7 +133,7 @@ class Load:
         self.stop = asyncio.Event()
         self._count = 0
         self._waiters: list[tuple[int, asyncio.Event]] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Task[None]] = []
 
     def _progress(self) -> None:
         self._count += 1
@@ -142,7 +146,7 @@ class Load:
         return self._count
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(w.run(self.stop)) for w in self.writers]
+        self.tasks = [asyncio.create_task(w.run(self.stop)) for w in self.writers]
 
     async def more(self, n: int, what: str) -> None:
         event = asyncio.Event()
@@ -156,7 +160,7 @@ class Load:
 
     async def finish(self) -> None:
         self.stop.set()
-        await asyncio.wait_for(asyncio.gather(*self._tasks), DEADLINE_S)
+        await asyncio.wait_for(asyncio.gather(*self.tasks), DEADLINE_S)
 
 
 @pytest_asyncio.fixture
@@ -235,61 +239,69 @@ async def test_r3_stream_survives_kill_9_of_the_leader_under_load(cluster: Clust
     consumer_stop = asyncio.Event()
     consumer = asyncio.create_task(run_consumer(js, spec, handler, consumer_stop, fetch_timeout=0.5))
 
-    load.start()
-    await load.more(100, "before the kill")
-
-    leader = (await js.stream_info(settings.events_stream)).cluster.leader  # type: ignore[union-attr]
-    assert leader in cluster.names
-    phase("kill")
-    killed = cluster.kill(leader)
-    at_kill = load.acked
-    await load.more(100, "while the leader is down")
-    assert load.acked >= at_kill + 100, "appends carried on with one node down"
-
-    phase("restart")
-    await cluster.restart(killed)
-    await load.more(100, "after the node restarted")
-    await load.finish()
-
-    async def rejoined() -> bool:  # raft catch-up has no client-visible event
-        try:
-            info = await js.stream_info(settings.events_stream)
-        except (NatsError, asyncio.TimeoutError):
-            return False
-        return replicas_current(info, cluster.names)
-
-    phase("stopped")
-    await until(rejoined, f"{leader} to rejoin with a current replica")
-    phase("rejoined")
-
-    # Every acknowledged append is in the log exactly once, versions dense.
-    for w in load.writers:
-        log = await store.read(w.player_id)
-        assert [r.version for r in log] == list(range(1, len(log) + 1)), "dense versions"
-        assert len({r.command_id for r in log}) == len(log), "no command landed twice"
-        assert [(r.version, r.seq, r.command_id) for r in w.acked] == [(r.version, r.seq, r.command_id) for r in log]
-
-    # A read through the restarted node sees the whole log too.
-    restarted = await nats.connect(cluster.urls[killed], name="cluster-test-restarted")
     try:
-        again = EventStore(restarted, settings)
+        load.start()
+        await load.more(100, "before the kill")
+
+        leader = (await js.stream_info(settings.events_stream)).cluster.leader  # type: ignore[union-attr]
+        assert leader in cluster.names
+        phase("kill")
+        killed = await cluster.kill(leader)
+        at_kill = load.acked
+        await load.more(100, "while the leader is down")
+        assert load.acked >= at_kill + 100, "appends carried on with one node down"
+
+        phase("restart")
+        await cluster.restart(killed)
+        await load.more(100, "after the node restarted")
+        await load.finish()
+
+        async def rejoined() -> bool:  # raft catch-up has no client-visible event
+            try:
+                info = await js.stream_info(settings.events_stream)
+            except (NatsError, asyncio.TimeoutError):
+                return False
+            return replicas_current(info, cluster.names)
+
+        phase("stopped")
+        await until(rejoined, f"{leader} to rejoin with a current replica")
+        phase("rejoined")
+
+        # Every acknowledged append is in the log exactly once, versions dense.
         for w in load.writers:
-            assert [r.seq for r in await again.read(w.player_id)] == [r.seq for r in w.acked]
-    finally:
-        await restarted.close()
+            log = await store.read(w.player_id)
+            assert [r.version for r in log] == list(range(1, len(log) + 1)), "dense versions"
+            assert len({r.command_id for r in log}) == len(log), "no command landed twice"
+            assert [(r.version, r.seq, r.command_id) for r in w.acked] == [(r.version, r.seq, r.command_id) for r in log]
 
-    # The durable consumer carried on and saw every acknowledged event.
-    wanted = {r.seq for w in load.writers for r in w.acked}
+        # A read through the restarted node sees the whole log too.
+        restarted = await nats.connect(cluster.urls[killed], name="cluster-test-restarted")
+        try:
+            again = EventStore(restarted, settings)
+            for w in load.writers:
+                assert [r.seq for r in await again.read(w.player_id)] == [r.seq for r in w.acked]
+        finally:
+            await restarted.close()
 
-    async def consumer_caught_up() -> bool:
-        if consumer.done():
-            consumer.result()  # raises what stopped it
-            raise AssertionError("the consumer returned before it was stopped")
-        return wanted <= handled
+        # The durable consumer carried on and saw every acknowledged event.
+        wanted = {r.seq for w in load.writers for r in w.acked}
 
-    await until(consumer_caught_up, "the durable consumer to handle every event")
-    consumer_stop.set()
-    await asyncio.wait_for(consumer, 10)
+        async def consumer_caught_up() -> bool:
+            if consumer.done():
+                consumer.result()  # raises what stopped it
+                raise AssertionError("the consumer returned before it was stopped")
+            return wanted <= handled
+
+        await until(consumer_caught_up, "the durable consumer to handle every event")
+        consumer_stop.set()
+        await asyncio.wait_for(consumer, 10)
+    finally:  # a failure above must not leave writers or the consumer running against stopped servers
+        load.stop.set()
+        consumer_stop.set()
+        pending = [t for t in (*load.tasks, consumer) if not t.done()]
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
     phase("consumed")
     retries = sum(w.retries for w in load.writers)
     print(f"\nacked {load.acked} appends; retries {retries}; killed {leader}; " + ", ".join(phases))

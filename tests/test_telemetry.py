@@ -293,3 +293,29 @@ async def test_questlog_run_serves_metrics_of_real_work(tmp_path, stack) -> None
             proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
         await server.stop()
+
+
+async def test_a_consumer_handles_each_event_inside_the_trace_that_appended_it(
+    nc: NATS, settings: Settings, player_id: str, spans: InMemorySpanExporter
+) -> None:
+    """So a service's own append (processor, reward) continues the command's trace."""
+    t = private()
+    store = EventStore(nc, settings, metrics=t.metrics)
+    with trace.get_tracer("test").start_as_current_span("request") as parent:
+        await store.append(player_id, [NewEvent(QueuePaused(reason="t"), NOW)], expected=Position(), command_id="c1")
+    seen: list[int] = []
+    handled = asyncio.Event()
+
+    async def handler(msg: Msg) -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+        handled.set()
+
+    spec = ConsumerSpec(
+        durable=f"test-trace-{uuid.uuid4().hex[:8]}", stream=settings.events_stream, filter_subjects=[player_events(player_id)]
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_consumer(nc.jetstream(), spec, handler, stop, fetch_timeout=0.2, metrics=t.metrics))
+    await asyncio.wait_for(handled.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert seen == [parent.get_span_context().trace_id]
