@@ -3,7 +3,7 @@
 Each payload is a frozen msgspec Struct with two class constants: `TYPE`, the
 event type written in the envelope and the subject, and `SCHEMA`, its version.
 Changing a payload incompatibly means raising `SCHEMA` and registering an
-upcaster in `events/upcasting.py` for the old shape; the log itself is never
+upcaster for the old shape in `events/registry.py` (`default_registry`); the log itself is never
 rewritten.
 """
 

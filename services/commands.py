@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -18,6 +19,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, ServiceConfig
 from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 
 from questlog.events.schema import Recorded
 from questlog.projections.read_models import ReadModels
@@ -35,6 +37,7 @@ from .rules.commands import parse_command
 from .rules.catalog import Rules, load_rules
 from .rules.decide import decide
 from .rules.errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
+from .metrics import QuestlogMetrics
 from .wiring import Wiring
 
 log = logging.getLogger("questlog.commands")
@@ -194,11 +197,19 @@ def _as_tuple(decision: Any) -> tuple[list[Any], Any]:
     return list(decision.events), decision.result
 
 
-async def serve_commands(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | None = None, clock: Clock | None = None) -> None:
+async def serve_commands(
+    wiring: Wiring,
+    stop: asyncio.Event,
+    *,
+    rules: Rules | None = None,
+    clock: Clock | None = None,
+    metrics: QuestlogMetrics | None = None,
+) -> None:
     """The micro service: one endpoint per method, in the `questlog-commands` queue group."""
     rules = rules or load_rules(time_scale=wiring.settings.time_scale)
     repo = await wiring.players()
     handler = CommandHandler(wiring, rules, clock or SystemClock(), repo)
+    metrics = metrics or QuestlogMetrics.from_global()
     service = await add_service(
         wiring.nc,
         ServiceConfig(name=SERVICE_NAME, version=SERVICE_VERSION, description="questlog player and admin commands"),
@@ -209,7 +220,7 @@ async def serve_commands(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | 
                 EndpointConfig(
                     name=method.name.replace(".", "-"),
                     subject=subject_for(method.name),
-                    handler=_endpoint(handler, method.name),
+                    handler=_endpoint(handler, method.name, metrics),
                     metadata={"kind": method.kind, "admin": str(method.admin).lower()},
                 )
             )
@@ -221,22 +232,26 @@ async def serve_commands(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | 
         await service.stop()
 
 
-def _endpoint(handler: CommandHandler, method_name: str):
+def _endpoint(handler: CommandHandler, method_name: str, metrics: QuestlogMetrics):
     async def on_request(req: Request) -> None:
         ctx = propagate.extract(req.headers or {})
-        with _tracer.start_as_current_span(f"command {method_name}", context=ctx):
+        started, outcome = time.perf_counter(), "ok"
+        with _tracer.start_as_current_span(f"command {method_name}", context=ctx, kind=SpanKind.SERVER):
             try:
                 body = _request_decoder.decode(req.data)
                 result = await handler.handle(method_name, body.player_id, body.params, body.actor)
                 reply = CommandReply(result=result)
             except msgspec.DecodeError as exc:
+                outcome = "invalid_params"
                 reply = CommandReply(error=protocol.invalid_params("request", str(exc)).to_dict())
             except Exception as exc:
                 err = domain_error(exc)
+                outcome = protocol.outcome_name(err.code)
                 if err.code == protocol.INTERNAL_ERROR:
                     log.exception("command failed", extra={"method": method_name})
                 reply = CommandReply(error=err.to_dict())
         await req.respond(_encoder.encode(reply))
+        metrics.command_handled(method_name, outcome, time.perf_counter() - started)
 
     return on_request
 

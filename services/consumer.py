@@ -23,8 +23,10 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
+from nats.js.errors import ServiceUnavailableError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
@@ -86,7 +88,16 @@ async def run_consumer(
     metrics: QuestlogMetrics | None = None,
 ) -> None:
     metrics = metrics or QuestlogMetrics.from_global()
-    await ensure_consumer(js, spec)
+    while True:  # the durable may be unavailable for a moment (a cluster electing leaders)
+        try:
+            await ensure_consumer(js, spec)
+            break
+        except (asyncio.TimeoutError, NatsTimeout, NoRespondersError, ServiceUnavailableError) as exc:
+            log.warning("cannot create the durable yet; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), fetch_timeout)
+            if stop.is_set():
+                return
     sub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
     lag_at = await _measure_lag(sub, spec, metrics)
     try:
@@ -127,12 +138,13 @@ async def _measure_lag(sub: JetStreamContext.PullSubscription, spec: ConsumerSpe
 async def _in_order(
     js: JetStreamContext, spec: ConsumerSpec, handler: Handler, msgs: list[Msg], metrics: QuestlogMetrics
 ) -> None:
-    failed = False
+    """One player's messages of a batch, one after the other.
+
+    A failure does not hold back the messages after it: handlers are
+    state-based, so order does not matter, and holding them back (nak) would
+    spend their own deliveries on someone else's failure.
+    """
     for msg in msgs:
-        if failed:
-            # keep the player's order: what follows a failure comes back after it
-            await msg.nak(delay=spec.backoff_s[0])
-            continue
         try:
             # The handler runs in the trace of whatever appended the message (its
             # `traceparent` header), so what it appends continues that trace.
@@ -144,11 +156,21 @@ async def _in_order(
             ):
                 await handler(msg)
         except Exception as exc:
-            failed = True
             metrics.message_taken(spec.durable, await _failed(js, spec, msg, exc))
         else:
-            await msg.ack()
-            metrics.message_taken(spec.durable, "handled")
+            if await _settle(msg.ack(), spec, msg):
+                metrics.message_taken(spec.durable, "handled")
+
+
+async def _settle(action: Awaitable[None], spec: ConsumerSpec, msg: Msg) -> bool:
+    """Ack, nak or term; a lost connection only means the server redelivers later."""
+    try:
+        await action
+        return True
+    except (NatsError, asyncio.TimeoutError) as exc:
+        log.warning("could not settle a message; it will be redelivered",
+                    extra={"consumer": spec.durable, "subject": msg.subject, "error": repr(exc)})
+        return False
 
 
 async def _failed(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, exc: Exception) -> str:
@@ -171,8 +193,19 @@ async def _failed(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, exc: Excep
                 "Questlog-Error": repr(exc)[:500],
             }
         )
-        await js.publish(f"{spec.dead_letter_subject}.{spec.durable}", msg.data, headers=headers)
-        await msg.term()
+        for attempt in range(3):
+            try:
+                await js.publish(f"{spec.dead_letter_subject}.{spec.durable}", msg.data, headers=headers)
+                break
+            except (NatsError, asyncio.TimeoutError) as err:
+                log.error("dead-letter publish failed", extra={"consumer": spec.durable, "attempt": attempt + 1,
+                                                               "error": repr(err)})
+        else:
+            # Deliveries are used up, so the message stays in the log unprocessed: say where.
+            log.critical("message neither handled nor dead-lettered",
+                         extra={"consumer": spec.durable, "stream_seq": msg.metadata.sequence.stream})
+            return "failed"
+        await _settle(msg.term(), spec, msg)
         return "dead_lettered"
     delay = spec.backoff_s[min(delivered - 1, len(spec.backoff_s) - 1)]
     log.warning(
@@ -180,5 +213,5 @@ async def _failed(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, exc: Excep
         delay,
         extra={"consumer": spec.durable, "subject": msg.subject, "delivered": delivered, "error": repr(exc)},
     )
-    await msg.nak(delay=delay)
+    await _settle(msg.nak(delay=delay), spec, msg)
     return "failed"

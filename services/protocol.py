@@ -45,6 +45,19 @@ class RpcError(Exception):
         return cls(int(raw.get("code", INTERNAL_ERROR)), str(raw.get("message", "")), raw.get("data"))
 
 
+_OUTCOMES = {
+    PARSE_ERROR: "parse_error", INVALID_REQUEST: "invalid_request", METHOD_NOT_FOUND: "method_not_found",
+    INVALID_PARAMS: "invalid_params", INTERNAL_ERROR: "internal", NOT_AUTHENTICATED: "not_authenticated",
+    FORBIDDEN: "forbidden", NOT_FOUND: "not_found", CONFLICT: "conflict", RULE_VIOLATED: "rule_violated",
+    RATE_LIMITED: "rate_limited",
+}
+
+
+def outcome_name(code: int) -> str:
+    """A metric label for an error code."""
+    return _OUTCOMES.get(code, "error")
+
+
 def invalid_params(field: str, reason: str) -> RpcError:
     return RpcError(INVALID_PARAMS, f"invalid params: {field}: {reason}", {"field": field, "reason": reason})
 

@@ -319,3 +319,28 @@ async def test_a_consumer_handles_each_event_inside_the_trace_that_appended_it(
     stop.set()
     await asyncio.wait_for(task, 10)
     assert seen == [parent.get_span_context().trace_id]
+
+
+async def test_commands_count_by_method_and_outcome_with_latency(tmp_path) -> None:
+    from questlog.services.command_client import Actor, CommandClient
+    from questlog.services.commands import serve_commands
+    from questlog.services.protocol import RpcError
+    from questlog.services.wiring import connect
+
+    from .stacks import private_stack
+
+    t = private()
+    async with private_stack(tmp_path) as (settings, nc, _env):
+        async with connect(settings) as wiring:
+            stop = asyncio.Event()
+            task = asyncio.create_task(serve_commands(wiring, stop, metrics=t.metrics))
+            await asyncio.wait_for(wiring.ready("commands").wait(), 10)
+            client = CommandClient(nc)
+            await client.call("queue.pause", "m-1", {}, Actor("m-1"))
+            with pytest.raises(RpcError):
+                await client.call("queue.cancel", "m-1", {"task_id": "t-none"}, Actor("m-1"))
+            stop.set()
+            await task
+    assert sample(t, "questlog_commands_total", method="queue.pause", outcome="ok") == 1
+    assert sample(t, "questlog_commands_total", method="queue.cancel", outcome="not_found") == 1
+    assert sample(t, "questlog_command_duration_seconds_count", method="queue.pause", outcome="ok") == 1
