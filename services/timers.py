@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from nats.js import JetStreamContext
+from opentelemetry import propagate
 
 DUE_SUBJECTS = "timers.due.>"
 
@@ -49,12 +50,10 @@ class TimerScheduler:
 
     async def schedule(self, timer: Timer) -> None:
         subject = timer.schedule_subject
-        await self._js.publish(
-            subject,
-            _encoder.encode(timer),
-            headers={
-                "Nats-Schedule": schedule_expression(timer.due_at),
-                "Nats-Schedule-Target": due_subject(timer.player_id),
-                "Nats-Msg-Id": subject,
-            },
-        )
+        headers = {
+            "Nats-Schedule": schedule_expression(timer.due_at),
+            "Nats-Schedule-Target": due_subject(timer.player_id),
+            "Nats-Msg-Id": subject,
+        }
+        propagate.inject(headers)  # the step that fires continues the trace that scheduled it
+        await self._js.publish(subject, _encoder.encode(timer), headers=headers)

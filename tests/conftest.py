@@ -52,7 +52,7 @@ def settings(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Settings
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def nc(settings: Settings) -> AsyncIterator[NATS]:
-    client = await nats.connect(settings.nats_url)
+    client = await nats.connect(settings.nats_url, drain_timeout=5)
     await ensure_streams(client.jetstream(), settings)
     yield client
     await client.drain()
