@@ -44,11 +44,17 @@ def summary(rec: Recorded) -> str:
         if value in ({}, [], None, ""):
             continue
         if isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
+            value = ", ".join(f"{k} {_compact(v)}" for k, v in value.items())
         elif isinstance(value, list):
             value = ", ".join(map(str, value))
         parts.append(f"{key}={value}")
     return "  ".join(parts)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        return "(" + " ".join(str(v) for v in value.values()) + ")"
+    return str(value)
 
 
 def timeline_table(events: Iterable[Recorded], title: str) -> Table:
