@@ -45,6 +45,8 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             subjects=[TIMER_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             max_age=timedelta(days=30).total_seconds(),
+            # fired timers pile up on timers.due.<player>; only the newest matter
+            max_msgs_per_subject=64,
             storage=StorageType.FILE,
             num_replicas=replicas,
             duplicate_window=timedelta(hours=1).total_seconds(),

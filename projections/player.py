@@ -191,7 +191,8 @@ def _apply(s: PlayerState, e: Payload, at: datetime) -> PlayerState:  # noqa: C9
         return replace(s, paused=True, pause_reason=e.reason, paused_by=e.by)
     if isinstance(e, QueueResumed):
         current = s.current
-        if current is not None and current.status == "running":
+        if s.paused and current is not None and current.status == "running":
+            # the step interrupted by the pause starts again from the resume
             current = replace(current, segment_at=at, segment_steps=current.steps_done)
         elif current is not None and current.status == "retrying" and current.retry_at and current.retry_at < at:
             current = replace(current, retry_at=at)

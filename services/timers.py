@@ -1,10 +1,13 @@
 """Durable timers: one JetStream scheduled message per due step or retry.
 
-A timer is a message on `timers.schedule.<player>.<task>.<attempt>.<kind><n>`
-with `Nats-Schedule: @at <time>`; at that time the server publishes its body to
+A timer is a message on
+`timers.schedule.<player>.<task>.<attempt>.<kind><n>.<due ms>` with
+`Nats-Schedule: @at <time>`; at that time the server publishes its body to
 `timers.due.<player>`, where the processor consumes it. The schedule subject
-doubles as the `Nats-Msg-Id`, so scheduling the same timer twice is harmless,
-and a time in the past fires at once. No timer lives only in memory.
+doubles as the `Nats-Msg-Id`, so scheduling the same timer (same due time)
+twice is harmless, a moved timer is a new one, and a time in the past fires at
+once. A timer that fires for a step no longer due is stale and does nothing.
+No timer lives only in memory.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ class Timer(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def schedule_subject(self) -> str:
-        return f"timers.schedule.{self.player_id}.{self.task_id}.{self.attempt}.{self.kind}{self.step}"
+        """Unique per due time too: a pause and resume moves a step's due time, and the
+        moved timer must not be taken for a duplicate of the first one."""
+        millis = int(self.due_at.timestamp() * 1000)
+        return f"timers.schedule.{self.player_id}.{self.task_id}.{self.attempt}.{self.kind}{self.step}.{millis}"
 
 
 def due_subject(player_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import pytest
@@ -61,3 +62,42 @@ async def test_crafting_without_materials_pauses_the_queue_with_a_reason(
     assert "oak" in paused.event.reason.lower() and "plank" in paused.event.reason.lower()
     queue = await call("queue.get", player_id)
     assert queue["paused"] is True and queue["pause_reason"] == paused.event.reason
+
+
+async def test_pause_then_resume_moves_the_step_and_the_task_still_completes(
+    call, nc: NATS, store: EventStore, player_id: str
+) -> None:
+    """The moved step gets a new durable timer; the first one fires stale and does nothing."""
+    scheduled = asyncio.Event()
+
+    async def on_schedule(msg) -> None:  # the processor publishing the durable timer of step 2
+        if ".step2" in msg.subject:
+            scheduled.set()
+
+    sub = await nc.subscribe(f"timers.schedule.{player_id}.>", cb=on_schedule)
+    await call("queue.enqueue", player_id, activity="harvesting", target="oak_log", quantity=20)
+    await asyncio.wait_for(scheduled.wait(), 10)
+    await sub.unsubscribe()
+    await call("queue.pause", player_id)
+    await call("queue.resume", player_id)
+    events = await until(nc, store, player_id, queue_idle, timeout=60)
+    steps = [e.event.step for e in events if e.type == "task.step_completed"]
+    assert steps == list(range(1, 21))
+    resumed = next(e for e in events if e.type == "queue.resumed")
+    after = [e for e in events if e.type == "task.step_completed" and e.version > resumed.version]
+    started = next(e for e in events if e.type == "task.started")
+    first_due = resumed.occurred_at.timestamp() + started.event.step_seconds
+    assert abs(after[0].occurred_at.timestamp() - first_due) < 2e-3, "the interrupted step restarts at the resume"
+
+
+async def test_a_resume_without_a_pause_does_not_disturb_the_running_task(
+    call, nc: NATS, store: EventStore, player_id: str
+) -> None:
+    await call("queue.enqueue", player_id, activity="harvesting", target="stone", quantity=6)
+    await until(nc, store, player_id, lambda ev: "task.step_completed" in types(ev))
+    await call("queue.resume", player_id)
+    events = await until(nc, store, player_id, queue_idle, timeout=60)
+    started = next(e for e in events if e.type == "task.started")
+    dues = [e.occurred_at for e in events if e.type == "task.step_completed"]
+    expected = [started.occurred_at.timestamp() + k * started.event.step_seconds for k in range(1, 7)]
+    assert all(abs(d.timestamp() - x) < 2e-3 for d, x in zip(dues, expected, strict=True))
