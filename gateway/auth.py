@@ -8,6 +8,7 @@ from pathlib import Path
 import jwt
 import msgspec
 
+from questlog.events.subjects import valid_player_id
 from questlog.services.settings import Settings
 
 
@@ -68,8 +69,9 @@ class TokenVerifier:
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise AuthError("the token's roles claim must be a list of strings")
         sub = claims["sub"]
-        if not isinstance(sub, str) or not sub:
-            raise AuthError("the token's sub claim must name a player")
+        if not isinstance(sub, str) or not valid_player_id(sub):
+            # the player id becomes a subject token: `*`, `>` or `.` would widen every read
+            raise AuthError("the token's sub claim must be a player id: 1-64 letters, digits, '-' or '_'")
         return Identity(player_id=sub, roles=tuple(roles), expires_at=exp)
 
 

@@ -34,7 +34,7 @@ from questlog.events.schema import (
     TaskStepCompleted,
 )
 
-from .state import COMMAND_MEMORY, ENGINE_COMMAND_PREFIX, FINISHED_MEMORY, CommandOutcome, PlayerState, QueueConfig, Skill, Task
+from .state import COMMAND_MEMORY, UNREMEMBERED_PREFIXES, FINISHED_MEMORY, CommandOutcome, PlayerState, QueueConfig, Skill, Task
 
 
 class UnfoldableEvent(Exception):
@@ -75,7 +75,7 @@ def evolve(state: PlayerState, recorded: Recorded, memory: int = COMMAND_MEMORY)
         )
     s = _apply(state, recorded.event, recorded.occurred_at)
     commands = s.commands
-    if recorded.command_id is not None and not recorded.command_id.startswith(ENGINE_COMMAND_PREFIX):
+    if recorded.command_id is not None and not recorded.command_id.startswith(UNREMEMBERED_PREFIXES):
         commands = _remember(commands, recorded, memory)
     return replace(
         s,

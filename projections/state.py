@@ -18,6 +18,10 @@ FINISHED_MEMORY = 100
 # Engine appends (processor, reward) use command ids with this prefix; they are not
 # remembered, so timer traffic never evicts the players' own command ids.
 ENGINE_COMMAND_PREFIX = "engine:"
+# Ids the commands service makes up for a command sent without one: nobody can
+# repeat them, so remembering them would only push out the clients' own ids.
+SERVER_COMMAND_PREFIX = "srv-"
+UNREMEMBERED_PREFIXES = (ENGINE_COMMAND_PREFIX, SERVER_COMMAND_PREFIX)
 
 
 class Skill(msgspec.Struct, frozen=True):

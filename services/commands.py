@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -22,9 +23,10 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from questlog.events.schema import Recorded
+from questlog.events.subjects import valid_player_id
 from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
-from questlog.projections.state import PlayerState
+from questlog.projections.state import SERVER_COMMAND_PREFIX, PlayerState
 from questlog.projections.views import player_view, queue_view
 
 from . import protocol
@@ -92,6 +94,8 @@ class CommandHandler:
         method = METHODS.get(method_name)
         if method is None or method.kind in ("session", "gateway"):
             raise RpcError(protocol.METHOD_NOT_FOUND, f"method {method_name!r} is not served here")
+        if not (valid_player_id(player_id) and valid_player_id(actor.player_id)):
+            raise protocol.invalid_params("player_id", "1-64 letters, digits, '-' or '_'")
         if method.admin and "admin" not in actor.roles:
             raise protocol.forbidden(f"{method_name} needs the admin role")
         if not method.admin and actor.player_id != player_id and "admin" not in actor.roles:
@@ -104,11 +108,13 @@ class CommandHandler:
         if method_name == "sync.push":
             return await self._sync(player_id, params, actor)  # type: ignore[arg-type]
         target = getattr(params, "player_id", player_id)
+        if method.admin and not (await self.repo.load(target)).created:
+            raise protocol.not_found("player", target)  # an operator's typo must not create a player
         return await self._command(method_name, target, params, actor)
 
     async def _command(self, method_name: str, player_id: str, params: protocol.Params, actor: Actor) -> Any:
         raw = {k: v for k, v in msgspec.structs.asdict(params).items() if v is not None}
-        command_id = raw.pop("command_id", None) or f"srv-{uuid.uuid4().hex}"
+        command_id = raw.pop("command_id", None) or f"{SERVER_COMMAND_PREFIX}{uuid.uuid4().hex}"
         if method_name.startswith("admin."):
             raw["admin"] = actor.player_id
         command = parse_command(method_name, raw, command_id)
@@ -158,6 +164,8 @@ class CommandHandler:
         if name in ("queue.get", "player.get"):
             return await self._view(name, target)
         state = await self.repo.load(target)
+        if name == "admin.inspect" and not state.created:
+            raise protocol.not_found("player", target)
         if name == "admin.inspect":
             return await self.inspect(state)
         raise RpcError(protocol.METHOD_NOT_FOUND, f"method {name!r} is not served here")
@@ -214,13 +222,14 @@ async def serve_commands(
         wiring.nc,
         ServiceConfig(name=SERVICE_NAME, version=SERVICE_VERSION, description="questlog player and admin commands"),
     )
+    inflight = Inflight(MAX_INFLIGHT)
     for method in METHODS.values():
         if method.kind in ("command", "query"):
             await service.add_endpoint(
                 EndpointConfig(
                     name=method.name.replace(".", "-"),
                     subject=subject_for(method.name),
-                    handler=_endpoint(handler, method.name, metrics),
+                    handler=inflight.spawning(_endpoint(handler, method.name, metrics)),
                     metadata={"kind": method.kind, "admin": str(method.admin).lower()},
                 )
             )
@@ -230,6 +239,42 @@ async def serve_commands(
         await stop.wait()
     finally:
         await service.stop()
+        await inflight.drain(DRAIN_S)
+
+
+# nats-py's micro service awaits an endpoint's handler before it reads that
+# endpoint's next request: one `queue.enqueue` at a time per process, however
+# many players wait. Each request is answered in its own task instead, at
+# most MAX_INFLIGHT at once (beyond that the subscription's buffer waits).
+MAX_INFLIGHT = 512
+DRAIN_S = 10.0
+
+
+class Inflight:
+    """Requests being answered concurrently: bounded, and awaited when the service stops."""
+
+    def __init__(self, limit: int) -> None:
+        self._gate = asyncio.Semaphore(limit)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawning(self, answer: Callable[[Request], Awaitable[None]]) -> Callable[[Request], Awaitable[None]]:
+        async def on_request(req: Request) -> None:
+            await self._gate.acquire()
+            task = asyncio.create_task(answer(req))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+        return on_request
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._gate.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("answering a command failed", exc_info=task.exception())
+
+    async def drain(self, timeout: float) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
 
 
 def _endpoint(handler: CommandHandler, method_name: str, metrics: QuestlogMetrics):

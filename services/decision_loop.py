@@ -54,14 +54,23 @@ class DecisionLoop:
         """Decide over the player's state and append; `decide` may raise domain errors.
 
         `fresh=False` lets the first attempt use the cached state: a stale cache
-        costs one conflict, a fresh read costs a round trip every time. A
+        costs one conflict (or one re-decision, if the cached state was refused),
+        a fresh read costs a round trip every time. A
         service's `causation_id` gets `@v<version>` appended: two instances
         deciding over the same state make the same decision under the same id.
         """
         with _tracer.start_as_current_span("decide_and_append", attributes={"player.id": player_id}):
             for _ in range(self.max_attempts):
                 state = await self.repo.load(player_id, fresh=fresh)
-                events, result = decide(state)
+                try:
+                    events, result = decide(state)
+                except Exception:
+                    if fresh:
+                        raise
+                    # Refused on a cached state: the log may have moved on (other
+                    # services write too), so only a refusal of the fresh state counts.
+                    fresh = True
+                    continue
                 if not events:
                     return Outcome(state, [], result)
                 try:
@@ -72,7 +81,10 @@ class DecisionLoop:
                         command_id=command_id,
                         causation_id=f"{causation_id}@v{state.version}" if causation_id else None,
                     )
-                except (ConcurrencyConflict, DuplicateAppend):
+                except DuplicateAppend as landed:
+                    # this very decision is already in the log (a retried append): it stands
+                    recorded = landed.landed
+                except ConcurrencyConflict:
                     fresh = True
                     continue
                 for rec in recorded:

@@ -119,7 +119,7 @@ async def test_a_player_cannot_act_for_another_and_admin_needs_the_role(call, pl
 
 
 async def test_admin_pause_and_grant_are_recorded_naming_the_admin(call, store: EventStore, player_id: str) -> None:
-    await call("queue.get", player_id)
+    await call("queue.configure", player_id, auto_start=False)
     await call("admin.pause", "ops", roles=("admin",), actor="ops", player_id=player_id, reason="investigating")
     await call("admin.grant", "ops", roles=("admin",), actor="ops", player_id=player_id, reason="sorry", items={"stone": 5})
     events = await store.read(player_id)
@@ -140,3 +140,46 @@ async def test_queries_serve_views(call, player_id: str) -> None:
     assert set(queue) >= {"version", "paused", "pause_reason", "config", "current", "queued", "stats"}
     replay = await call("events.replay", player_id, from_version=1)
     assert [e["version"] for e in replay["events"]] == list(range(1, len(replay["events"]) + 1))
+
+
+async def test_commands_are_judged_on_the_log_as_it_is_not_a_stale_cache(
+    call, nc: NATS, store: EventStore, player_id: str
+) -> None:
+    """The processor and reward service write too: the commands service's cache falls behind."""
+    from .watch import types, until
+
+    await call("queue.enqueue", player_id, activity="harvesting", target="oak_log", quantity=50)
+    await call("queue.enqueue", player_id, activity="harvesting", target="stone", quantity=1)
+    await call("queue.enqueue", player_id, activity="harvesting", target="copper_ore", quantity=1)
+    await until(nc, store, player_id, lambda ev: types(ev).count("reward.granted") >= 3)
+    queued = [t["task_id"] for t in (await call("queue.get", player_id))["queued"]]
+    result = await call("queue.reorder", player_id, order=list(reversed(queued)))
+    position = await store.position(player_id)
+    assert result["version"] >= position.version - 3
+    current = (await store.position(player_id)).version
+    try:
+        await call("queue.pause", player_id, expected_version=current)
+    except RpcError as exc:  # only if the engine wrote in between: then it names a newer version
+        assert exc.code == protocol.CONFLICT and exc.data["current_version"] > current
+    else:
+        assert (await call("queue.get", player_id))["paused"] is True
+
+
+async def test_admin_methods_on_an_unknown_player_are_not_found(call, store: EventStore, player_id: str) -> None:
+    for method, params in [
+        ("admin.pause", {"player_id": player_id, "reason": "typo?"}),
+        ("admin.grant", {"player_id": player_id, "reason": "gift", "items": {"stone": 1}}),
+        ("admin.inspect", {"player_id": player_id}),
+    ]:
+        with pytest.raises(RpcError) as info:
+            await call(method, "ops", roles=("admin",), actor="ops", **params)
+        assert info.value.code == protocol.NOT_FOUND
+        assert info.value.data == {"what": "player", "id": player_id}
+    assert await store.read(player_id) == [], "an operator's typo creates nobody"
+
+
+async def test_player_ids_that_are_not_subject_tokens_are_refused(call) -> None:
+    for bad in ("*", ">", "a.b"):
+        with pytest.raises(RpcError) as info:
+            await call("events.replay", bad, actor=bad, from_version=1)
+        assert info.value.code in (protocol.INVALID_PARAMS, protocol.FORBIDDEN)

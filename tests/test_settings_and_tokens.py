@@ -51,3 +51,12 @@ def test_tokens_verify_and_expire(tmp_path: Path) -> None:
     none_alg = jwt.encode({"sub": "p-1", "exp": int(time.time()) + 60}, None, algorithm="none")
     with pytest.raises(AuthError, match="not accepted"):
         verifier.verify(none_alg)
+
+
+@pytest.mark.parametrize("sub", ["*", ">", "players.x", "a b", "x" * 65])
+def test_a_sub_that_is_not_a_player_id_is_refused(sub: str) -> None:
+    """The player id becomes a subject token: a wildcard would widen every read."""
+    s = load_settings({"QUESTLOG_JWT_SECRET": "k" * 32})
+    token = jwt.encode({"sub": sub, "exp": int(time.time()) + 60}, "k" * 32, algorithm="HS256")
+    with pytest.raises(AuthError, match="player id"):
+        TokenVerifier(s).verify(token)
