@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
 import aiohttp
@@ -74,17 +75,26 @@ def unread_key(player_id: str) -> str:
     return f"inbox:unread:{player_id}"
 
 
-def _last_seq_key(player_id: str) -> str:
-    return f"inbox:seq:{player_id}"
+def _seen_key(player_id: str) -> str:
+    return f"inbox:seen:{player_id}"
 
 
-# KEYS inbox, unread, last_seq; ARGV seq, body, max -> 1 if stored, 0 if seen before
+SEEN_KEEP = 1000  # stream sequences remembered per player to drop redeliveries
+
+# KEYS inbox, unread, seen; ARGV seq, body, max, keep -> 1 if stored, 0 if seen before.
+# Seen sequences are a set, not a high-water mark: the consumer does not hold a
+# player's later messages back behind a failed one, so an older sequence may
+# arrive after a newer one and must still be stored.
 _PUSH = """
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local seq = tonumber(ARGV[1])
-if seq <= last then return 0 end
+local keep = tonumber(ARGV[4])
+if redis.call('ZCARD', KEYS[3]) >= keep then
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  if seq <= tonumber(oldest[2]) then return 0 end
+end
+if redis.call('ZADD', KEYS[3], 'NX', seq, ARGV[1]) == 0 then return 0 end
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(keep + 1))
 local max = tonumber(ARGV[3])
-redis.call('SET', KEYS[3], seq)
 redis.call('LPUSH', KEYS[1], ARGV[2])
 redis.call('LTRIM', KEYS[1], 0, max - 1)
 local unread = redis.call('INCR', KEYS[2])
@@ -103,8 +113,8 @@ class Inbox:
 
     async def push(self, player_id: str, note: Notification) -> bool:
         stored = await self._push(
-            keys=[inbox_key(player_id), unread_key(player_id), _last_seq_key(player_id)],
-            args=[note.seq, _encoder.encode(note), self._max],
+            keys=[inbox_key(player_id), unread_key(player_id), _seen_key(player_id)],
+            args=[note.seq, _encoder.encode(note), self._max, SEEN_KEEP],
         )
         return bool(int(stored))
 
@@ -125,7 +135,15 @@ class WebhookFailed(Exception):
 
 
 class Webhook:
-    """POSTs a notification to the configured URL: retries with jittered exponential backoff."""
+    """POSTs a notification to the configured URL: retries with jittered exponential backoff.
+
+    The retries of one delivery stay within `budget_s`, well inside the
+    consumer's ack wait (30 s); past it the message fails and JetStream
+    redelivers it later with its own backoff, so a dead endpoint never makes
+    the same message run twice at once.
+    """
+
+    budget_s = 20.0
 
     def __init__(self, url: str, attempts: int, backoff_s: float, timeout_s: float, redis: aioredis.Redis) -> None:
         self._url = url
@@ -143,10 +161,13 @@ class Webhook:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         body = {"player_id": player_id, "notification": msgspec.to_builtins(note)}
         last_error = "no attempt"
+        started = time.monotonic()
         for attempt in range(self._attempts):
             if attempt:
                 delay = self._backoff_s * 2 ** (attempt - 1)
-                await asyncio.sleep(delay / 2 + random.random() * delay / 2)
+                if time.monotonic() - started + delay + (self._timeout.total or 0) > self.budget_s:
+                    break
+                await asyncio.sleep(delay / 2 + random.random() * delay / 2)  # backoff between attempts
             try:
                 async with self._session.post(
                     self._url, json=body, headers={"Idempotency-Key": f"{player_id}:{note.seq}"}

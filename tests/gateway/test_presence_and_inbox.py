@@ -158,3 +158,19 @@ async def test_offline_players_get_an_inbox_and_webhooks_with_retries(
         await asyncio.wait_for(notifier, 10)
         await gateway_wiring.js.delete_consumer(gateway_wiring.settings.events_stream, durable)
         await runner.cleanup()
+
+
+async def test_the_inbox_keeps_a_redelivered_older_event_and_drops_exact_repeats(redis_client, player_id) -> None:
+    """A failed message may come back after a later one of the same player succeeded."""
+    from questlog.services.notifier import Inbox, Notification
+
+    inbox = Inbox(redis_client, max_items=10)
+
+    def note(seq: int) -> Notification:
+        return Notification(seq, seq, "task.completed", "2026-11-23T10:00:00.000Z", f"n{seq}", {})
+
+    assert await inbox.push(player_id, note(11))
+    assert await inbox.push(player_id, note(10)), "the redelivered older event is stored"
+    assert not await inbox.push(player_id, note(11)), "an exact repeat is not"
+    got = await inbox.read(player_id, limit=10, mark_read=False)
+    assert sorted(i["seq"] for i in got["items"]) == [10, 11] and got["unread"] == 2
