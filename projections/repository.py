@@ -62,9 +62,6 @@ class PlayerRepository:
     def registry(self) -> EventRegistry:
         return self._store.registry
 
-    def forget(self, player_id: str) -> None:
-        self._cache.pop(player_id, None)
-
     async def _base(self, player_id: str) -> PlayerState:
         if self._snapshots is not None:
             snap = await self._snapshots.get(player_id)

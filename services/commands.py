@@ -191,7 +191,7 @@ class CommandHandler:
             "state": msgspec.to_builtins(state),
             "queue": queue_view(state, self.clock.now()),
             "player": player_view(state),
-            "pending_timers": pending_timers(state, self.rules),
+            "pending_timers": pending_timers(state),
             "last_events": [event_view(e) for e in last],
         }
 

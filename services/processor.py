@@ -63,7 +63,7 @@ def next_timer(state: PlayerState) -> Timer | None:
     )
 
 
-def pending_timers(state: PlayerState, rules: Rules) -> list[dict[str, Any]]:
+def pending_timers(state: PlayerState) -> list[dict[str, Any]]:
     """For `admin.inspect`: what the processor will do next for this player, and when."""
     timer = next_timer(state)
     if timer is None:

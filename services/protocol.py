@@ -7,10 +7,11 @@ domain error is mapped to a JSON-RPC error here and nowhere else.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from questlog.projections.views import iso as rfc3339  # the protocol's timestamps: UTC, ms, Z
 
 # -- error codes (../shared/PROTOCOL.md) ----------------------------------------
 
@@ -90,12 +91,6 @@ def rate_limited(retry_after_ms: int) -> RpcError:
 
 def internal(reason: str = "internal error") -> RpcError:
     return RpcError(INTERNAL_ERROR, reason)
-
-
-def rfc3339(at: datetime) -> str:
-    """The protocol's timestamps: UTC, milliseconds, `Z`."""
-    at = at.astimezone(UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 # -- params ---------------------------------------------------------------------

@@ -12,11 +12,13 @@ No timer lives only in memory.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 from nats.js import JetStreamContext
 from opentelemetry import propagate
+
+from questlog.projections.views import iso
 
 DUE_SUBJECTS = "timers.due.>"
 
@@ -42,8 +44,7 @@ def due_subject(player_id: str) -> str:
 
 
 def schedule_expression(at: datetime) -> str:
-    at = at.astimezone(UTC)
-    return "@at " + at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    return "@at " + iso(at)
 
 
 _encoder = msgspec.json.Encoder()

@@ -23,17 +23,19 @@ TIME_SCALE = "0.01"
 
 
 @asynccontextmanager
-async def private_stack(tmp: Path) -> AsyncIterator[tuple[Settings, NATS, dict[str, str]]]:
+async def private_stack(
+    tmp: Path, time_scale: str = TIME_SCALE
+) -> AsyncIterator[tuple[Settings, NATS, dict[str, str]]]:
     """(settings, a NATS connection, the environment for `questlog run` subprocesses)."""
     async with local_nats(tmp) as n, local_redis(tmp) as r:
         settings = load_settings(
-            {}, nats_url=n.url, redis_url=r.url, time_scale=float(TIME_SCALE),
+            {}, nats_url=n.url, redis_url=r.url, time_scale=float(time_scale),
             jwt_secret="test-secret-test-secret-test-secret", data_dir=str(tmp / "data"),
         )
         nc = await nats.connect(n.url)
         await ensure_streams(nc.jetstream(), settings)
         try:
-            yield settings, nc, service_env(n.url, r.url, QUESTLOG_TIME_SCALE=TIME_SCALE)
+            yield settings, nc, service_env(n.url, r.url, QUESTLOG_TIME_SCALE=time_scale)
         finally:
             await nc.drain()
 

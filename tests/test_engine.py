@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -11,6 +13,10 @@ from nats.aio.client import Client as NATS
 from questlog.events.store import EventStore
 from questlog.services.settings import Settings
 
+from questlog.services.command_client import Actor, CommandClient
+from questlog.services.timers import Timer, timer_decoder
+
+from .stacks import in_process, private_stack
 from .watch import queue_idle, types, until
 
 
@@ -64,25 +70,40 @@ async def test_crafting_without_materials_pauses_the_queue_with_a_reason(
     assert queue["paused"] is True and queue["pause_reason"] == paused.event.reason
 
 
-async def test_pause_then_resume_moves_the_step_and_the_task_still_completes(
-    call, nc: NATS, store: EventStore, player_id: str
-) -> None:
-    """The moved step gets a new durable timer; the first one fires stale and does nothing."""
-    scheduled = asyncio.Event()
+async def test_pause_then_resume_moves_the_step_and_the_task_still_completes(tmp_path: Path) -> None:
+    """The moved step gets a new durable timer; the first one fires stale and does nothing.
 
-    async def on_schedule(msg) -> None:  # the processor publishing the durable timer of step 2
-        if ".step2" in msg.subject:
-            scheduled.set()
+    Steps of 0.3 s (own stack, time scale 0.1) so the pause lands while a step's
+    timer is scheduled and not yet due.
+    """
+    player_id = "pauser"
+    async with private_stack(tmp_path, time_scale="0.1") as (settings, nc, _env):
+        async with in_process(settings, ("commands", "processor", "reward")):
+            store = EventStore(nc, settings)
+            client = CommandClient(nc)
+            me = Actor(player_id)
+            scheduled = asyncio.Event()
 
-    sub = await nc.subscribe(f"timers.schedule.{player_id}.>", cb=on_schedule)
-    await call("queue.enqueue", player_id, activity="harvesting", target="oak_log", quantity=20)
-    await asyncio.wait_for(scheduled.wait(), 10)
-    await sub.unsubscribe()
-    await call("queue.pause", player_id)
-    await call("queue.resume", player_id)
-    events = await until(nc, store, player_id, queue_idle, timeout=60)
+            step2: list[Timer] = []
+
+            async def on_schedule(msg) -> None:  # the processor publishing the durable timer of step 2
+                if msg.subject.split(".")[5] == "step2":
+                    step2.append(timer_decoder.decode(msg.data))
+                    scheduled.set()
+
+            sub = await nc.subscribe(f"timers.schedule.{player_id}.>", cb=on_schedule)
+            await client.call("queue.enqueue", player_id, {"activity": "harvesting", "target": "oak_log", "quantity": 4}, me)
+            await asyncio.wait_for(scheduled.wait(), 10)
+            await sub.unsubscribe()
+            await client.call("queue.pause", player_id, {}, me)
+            # Let the paused step's first timer come due (and fire, stale): the
+            # scenario needs time itself to pass, there is no event to await.
+            wait = (step2[0].due_at - datetime.now(UTC)).total_seconds() + 0.2
+            await asyncio.sleep(max(0.0, wait))
+            await client.call("queue.resume", player_id, {}, me)
+            events = await until(nc, store, player_id, queue_idle, timeout=30)
     steps = [e.event.step for e in events if e.type == "task.step_completed"]
-    assert steps == list(range(1, 21))
+    assert steps == [1, 2, 3, 4]
     resumed = next(e for e in events if e.type == "queue.resumed")
     after = [e for e in events if e.type == "task.step_completed" and e.version > resumed.version]
     started = next(e for e in events if e.type == "task.started")

@@ -93,6 +93,7 @@ async def test_up_serves_healthz_and_ctrl_c_leaves_no_process(tmp_path: Path) ->
 async def test_kill_9_of_up_takes_its_servers_down(tmp_path: Path) -> None:
     proc, _ = await start_up(env_for(tmp_path))
     servers = children_of(proc.pid)
+    assert len(servers) == 2, f"expected nats-server and redis-server under questlog up, got {servers}"
     proc.kill()
     await proc.wait()
     async with asyncio.timeout(10):

@@ -62,12 +62,6 @@ class Timer(msgspec.Struct, frozen=True, kw_only=True):
     step: int
     due_at: datetime
 
-    @property
-    def key(self) -> str:
-        """Token-safe and unique per (task, attempt, step, due time): a good Nats-Msg-Id suffix."""
-        millis = int(self.due_at.timestamp() * 1000)
-        return f"{self.task_id}.{self.attempt}.{self.step}.{self.kind}.{millis}"
-
 
 def requirement(catalog: Catalog, activity: str, target: str) -> Requirement | None:
     """None when the activity or target is unknown."""
