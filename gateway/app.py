@@ -1,4 +1,4 @@
-"""The aiohttp application: `/ws` (JSON-RPC sessions), `POST /rpc`, health, readiness, metrics."""
+"""The aiohttp application: `/ws` (JSON-RPC sessions), `POST /rpc`, health, readiness, metrics, the web client."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from questlog.services.settings import RealtimeSettings
 from .ratelimit import RateLimiter
 from .routing import Caller, Router
 from .session import GOING_AWAY, TOO_MANY, Session
+from .web import add_web_routes
 
 log = logging.getLogger("questlog.gateway")
 
@@ -207,6 +208,7 @@ def create_app(wiring: Wiring, rt: RealtimeSettings | None = None) -> web.Applic
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/ws", websocket)
     app.router.add_post("/rpc", rpc)
+    add_web_routes(app, wiring.settings)  # the web client at `/`; `/dev/token` in dev mode only
     app.on_shutdown.append(_drain)
 
     async def start_leases(app: web.Application) -> None:

@@ -31,6 +31,7 @@ from questlog.services.protocol import HelloParams, Method, RefreshParams, RpcEr
 from . import jsonrpc
 from .auth import AuthError, Identity
 from .live import LiveFeed
+from .progress import METHOD as PROGRESS, ProgressTracker
 from .recovery import recover
 from .routing import Caller, query_as
 
@@ -80,6 +81,8 @@ class Session:
         self._hello_lock = asyncio.Lock()
         self._counted = False
         self._finished = asyncio.Event()
+        self.progress = ProgressTracker()  # for `task.progress` beside task.started / step_completed
+        self._learning: dict[str, asyncio.Task[None]] = {}
 
     # -- the connection's life ----------------------------------------------------
 
@@ -145,7 +148,31 @@ class Session:
     def send_event(self, rec: Recorded) -> bool:
         self.sent_events += 1
         self.gw.metrics.events_sent += 1
-        return self.notify("event", event_params(rec))
+        sent = self.notify("event", event_params(rec))
+        if sent:
+            self._send_progress(rec)
+        return sent
+
+    def _send_progress(self, rec: Recorded) -> None:
+        params = self.progress.after(rec)
+        if params is not None:
+            self.notify(PROGRESS, params)
+            return
+        task_id = self.progress.unknown(rec)
+        if task_id is not None and task_id not in self._learning and self.identity is not None:
+            # resumed in the middle of a task: ask the queue once how many steps it has
+            self._learning[task_id] = asyncio.create_task(self._learn_progress(task_id, rec, self.identity))
+
+    async def _learn_progress(self, task_id: str, rec: Recorded, identity: Identity) -> None:
+        try:
+            queue = await query_as(self.gw, identity)("queue.get")
+            params = self.progress.learn(rec, queue.get("current") if isinstance(queue, dict) else None)
+            if params is not None:
+                self.notify(PROGRESS, params)
+        except Exception:
+            log.warning("task.progress: the queue could not be read", extra={"player_id": identity.player_id})
+        finally:
+            self._learning.pop(task_id, None)
 
     def close_soon(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Close with `code`: at once, or (`flush`) once what is already queued has been sent."""
@@ -172,6 +199,8 @@ class Session:
     async def _teardown(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+        for learning in list(self._learning.values()):
+            learning.cancel()
         if self.live is not None:
             await self.live.close()
         for sub in self._presence.values():

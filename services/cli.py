@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     adm = sub.add_parser("admin", help="operator commands").add_subparsers(dest="admin_command", required=True)
     ins = adm.add_parser("inspect", help="state, queue, pending timers and last events of a player")
     ins.add_argument("--player", required=True)
+
+    from .bench.runner import add_bench_parser
+
+    add_bench_parser(sub)
     return p
 
 
@@ -91,6 +95,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from .stack import up
 
         return asyncio.run(up(settings))
+    if args.command == "bench":
+        from .bench.runner import run_bench
+
+        return run_bench(args, settings)
     if args.command == "run":
         from .roster import services
         from .stack import run_one

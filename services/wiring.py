@@ -20,6 +20,9 @@ from .settings import Settings
 
 log = logging.getLogger("questlog.wiring")
 
+REDIS_POOL_SIZE = 64  # connections per process; Redis runs one command at a time anyway
+REDIS_POOL_WAIT_S = 10.0  # how long a command waits for a free connection before failing
+
 
 class Wiring:
     def __init__(self, settings: Settings, nc: NATS, redis: aioredis.Redis) -> None:
@@ -68,7 +71,13 @@ async def connect(
         )
     except (OSError, nats.errors.Error) as exc:
         raise UnreachableError(f"cannot reach NATS at {settings.nats_url}: {exc or type(exc).__name__}") from None
-    redis = aioredis.from_url(settings.redis_url)
+    # redis-py's asyncio pool refuses the 101st concurrent command outright
+    # (MaxConnectionsError); a blocking pool makes a burst wait for a connection instead.
+    redis = aioredis.Redis.from_pool(  # from_pool: closing the client closes the pool
+        aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT_S
+        )
+    )
     try:
         if create_streams:
             await ensure_streams(nc.jetstream(), settings)

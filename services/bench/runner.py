@@ -1,0 +1,134 @@
+"""`questlog bench <scenario>`: the arguments, and running one scenario to its result file.
+
+Kept free of heavy imports: `services/cli.py` builds the parser from here on
+every start, and a scenario's module is imported only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from questlog.services.settings import Settings
+
+SCENARIOS = ("append", "load", "reconnect-storm", "rebuild", "chaos")
+
+# per scenario: (players, duration_s, events)
+DEFAULTS: dict[str, tuple[int, float, int]] = {
+    "append": (100, 5.0, 0),
+    "load": (1000, 30.0, 0),
+    "reconnect-storm": (1000, 0.0, 5),
+    "rebuild": (1000, 0.0, 100_000),
+    "chaos": (1000, 60.0, 0),
+}
+
+
+def add_bench_parser(sub: Any) -> None:
+    b = sub.add_parser(
+        "bench",
+        help="measure a scenario on a private stack and write a JSON result",
+        description="Benchmarks: print figures and write bench-results/<scenario>-<time>.json. "
+        "The load generator shares this machine's cores with everything it measures.",
+    )
+    b.add_argument("scenario", choices=SCENARIOS)
+    b.add_argument("--players", type=int, help="players (default: append 100, others 1000)")
+    b.add_argument("--rate", type=float, default=1.0, help="commands per second per player (load, chaos)")
+    b.add_argument("--duration", type=float, help="seconds of load (load 30, chaos 60, --idle hold 10); "
+                   "append: seconds per measured round (5)")
+    b.add_argument("--idle", type=int, default=0, help="load: open N idle sessions and measure gateway memory")
+    b.add_argument("--no-deflate", dest="deflate", action="store_false",
+                   help="load --idle: bare sockets that decline permessage-deflate (the client always offers it)")
+    b.add_argument("--events", type=int, help="rebuild: events in the log (100000); "
+                   "reconnect-storm: events each client misses (5)")
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--out", default="bench-results", help="directory of the JSON result files")
+
+
+def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    players, duration, events = DEFAULTS[args.scenario]
+    args.players = args.players or players
+    args.duration = args.duration if args.duration is not None else (10.0 if args.idle else duration)
+    args.events = args.events if args.events is not None else events
+    import logging
+
+    # a thousand clients each logging their reconnects would drown the display
+    logging.getLogger("questlog.client").setLevel(logging.WARNING)
+    console = Console()
+    console.print(
+        f"[bold]questlog bench {args.scenario}[/]: the load generator runs on this machine and shares its "
+        f"cores with nats-server, redis-server and every service; figures are for the whole system here."
+    )
+    try:
+        return asyncio.run(_run(args, console))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace, console: Console) -> int:
+    from .results import new_result, write_result
+
+    command = "questlog bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "questlog bench " + args.scenario
+    result = new_result(args.scenario, command, _parameters(args))
+    if args.scenario == "append":
+        from .append import run_append
+
+        await run_append(result, console, players=args.players, round_s=args.duration)
+    elif args.scenario == "load" and args.idle:
+        from .load import run_idle
+
+        await run_idle(result, console, connections=args.idle, hold_s=args.duration, deflate=args.deflate)
+    elif args.scenario == "load":
+        from .load import run_load
+
+        await run_load(result, console, players=args.players, rate=args.rate, duration=args.duration, seed=args.seed)
+    elif args.scenario == "reconnect-storm":
+        from .reconnect_storm import run_storm
+
+        await run_storm(result, console, clients=args.players, missed=args.events)
+    elif args.scenario == "rebuild":
+        from .rebuild import run_rebuild
+
+        await run_rebuild(result, console, players=args.players, events=args.events)
+    elif args.scenario == "chaos":
+        from .chaos import run_chaos
+
+        await run_chaos(result, console, players=args.players, rate=args.rate, duration=args.duration, seed=args.seed)
+    path = write_result(result, args.out)
+    _report(console, result, path)
+    return 0 if result.checks_passed else 1
+
+
+def _parameters(args: argparse.Namespace) -> dict[str, Any]:
+    keys = {
+        "append": ("players", "duration"),
+        "load": ("idle", "duration", "deflate") if args.idle else ("players", "rate", "duration", "seed"),
+        "reconnect-storm": ("players", "events"),
+        "rebuild": ("players", "events"),
+        "chaos": ("players", "rate", "duration", "seed"),
+    }[args.scenario]
+    return {k: getattr(args, k) for k in keys}
+
+
+def _report(console: Console, result: Any, path: Any) -> None:
+    from rich.table import Table
+
+    import msgspec
+
+    table = Table(title=f"{result.scenario}: targets", show_lines=False)
+    for col in ("target", "goal", "measured", ""):
+        table.add_column(col)
+    for t in result.targets:
+        table.add_row(t.name, t.goal, f"{t.value:g}", "[green]met[/]" if t.met else "[red]missed[/]")
+    figures = msgspec.to_builtins(result.figures)
+    console.print_json(data=figures)
+    if result.targets:
+        console.print(table)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"checks: {'[green]passed[/]' if result.checks_passed else '[red]FAILED[/]'}")
+    console.print(f"result: {path}")
