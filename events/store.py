@@ -19,7 +19,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 
 from questlog.services.metrics import QuestlogMetrics
 from questlog.services.settings import Settings
@@ -30,7 +30,6 @@ from .registry import EventRegistry, default_registry
 from .schema import NewEvent, Recorded
 from .subjects import EVENTS_WILDCARD, event_subject, player_events
 
-_tracer = trace.get_tracer("questlog.events")
 
 ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_BATCH_DUPLICATE_MSG_ID = 10201
@@ -138,42 +137,40 @@ class EventStore:
             )
             for i, e in enumerate(events)
         ]
-        with _tracer.start_as_current_span(
-            "events.append",
-            attributes={"player.id": player_id, "events.count": len(events), "decision": key},
-        ):
-            headers_base: dict[str, str] = {}
-            propagate.inject(headers_base)
-            batch_id = uuid.uuid4().hex if len(recorded) > 1 else None
-            ack: _PubAck | None = None
-            for i, rec in enumerate(recorded):
-                headers = dict(headers_base)
-                headers["Nats-Msg-Id"] = f"{player_id}:{key}:{i}"
-                if i == 0:
-                    headers["Nats-Expected-Last-Subject-Sequence"] = str(expected.seq)
-                    headers["Nats-Expected-Last-Subject-Sequence-Subject"] = player_events(player_id)
-                if batch_id is not None:
-                    headers["Nats-Batch-Id"] = batch_id
-                    headers["Nats-Batch-Sequence"] = str(i + 1)
-                subject = event_subject(player_id, rec.type)
-                body = codec.encode(rec)
-                if i < len(recorded) - 1:
-                    await self._nc.publish(subject, body, headers=headers)
-                    continue
-                if batch_id is not None:
-                    headers["Nats-Batch-Commit"] = "1"
-                reply = await self._nc.request(subject, body, timeout=self._timeout, headers=headers)
-                ack = _ack_decoder.decode(reply.data)
-            assert ack is not None
-            try:
-                return self._settle(player_id, expected, recorded, ack)
-            except ConcurrencyConflict:
-                # A retry whose first attempt landed meets its own events: say so.
-                landed = await self.read(player_id, after_seq=expected.seq, limit=len(recorded))
-                mine = (command_id, causation_id)
-                if len(landed) == len(recorded) and all((r.command_id, r.causation_id) == mine for r in landed):
-                    raise DuplicateAppend(player_id, f"{player_id}:{key}", landed) from None
-                raise
+        # No span of its own (it would cost more than the publish): the caller's
+        # span is current, and its context rides in the headers.
+        headers_base: dict[str, str] = {}
+        propagate.inject(headers_base)
+        batch_id = uuid.uuid4().hex if len(recorded) > 1 else None
+        ack: _PubAck | None = None
+        for i, rec in enumerate(recorded):
+            headers = dict(headers_base)
+            headers["Nats-Msg-Id"] = f"{player_id}:{key}:{i}"
+            if i == 0:
+                headers["Nats-Expected-Last-Subject-Sequence"] = str(expected.seq)
+                headers["Nats-Expected-Last-Subject-Sequence-Subject"] = player_events(player_id)
+            if batch_id is not None:
+                headers["Nats-Batch-Id"] = batch_id
+                headers["Nats-Batch-Sequence"] = str(i + 1)
+            subject = event_subject(player_id, rec.type)
+            body = codec.encode(rec)
+            if i < len(recorded) - 1:
+                await self._nc.publish(subject, body, headers=headers)
+                continue
+            if batch_id is not None:
+                headers["Nats-Batch-Commit"] = "1"
+            reply = await self._nc.request(subject, body, timeout=self._timeout, headers=headers)
+            ack = _ack_decoder.decode(reply.data)
+        assert ack is not None
+        try:
+            return self._settle(player_id, expected, recorded, ack)
+        except ConcurrencyConflict:
+            # A retry whose first attempt landed meets its own events: say so.
+            landed = await self.read(player_id, after_seq=expected.seq, limit=len(recorded))
+            mine = (command_id, causation_id)
+            if len(landed) == len(recorded) and all((r.command_id, r.causation_id) == mine for r in landed):
+                raise DuplicateAppend(player_id, f"{player_id}:{key}", landed) from None
+            raise
 
     def _settle(self, player_id: str, expected: Position, recorded: list[Recorded], ack: _PubAck) -> list[Recorded]:
         if ack.error is not None:
