@@ -26,6 +26,10 @@ log = logging.getLogger("questlog.gateway.live")
 
 Emit = Callable[[Recorded], bool]  # False: the session is gone, stop
 
+# Live events waiting for the pump (it may be reading a gap from JetStream).
+# Past this the session is closed as too slow (4008) and the client resumes.
+MAX_ARRIVALS = 4096
+
 
 class LiveFeed:
     def __init__(self, nc: NATS, store: EventStore, player_id: str, emit: Emit, on_failure: Callable[[], None]) -> None:
@@ -34,7 +38,7 @@ class LiveFeed:
         self._player_id = player_id
         self._emit = emit
         self._on_failure = on_failure
-        self._arrivals: asyncio.Queue[Recorded] = asyncio.Queue()
+        self._arrivals: asyncio.Queue[Recorded] = asyncio.Queue(MAX_ARRIVALS)
         self._sub: Subscription | None = None
         self._pump: asyncio.Task[None] | None = None
         self.last_version = 0
@@ -49,6 +53,9 @@ class LiveFeed:
         seq = int((msg.headers or {}).get("Nats-Sequence", "0") or 0)
         try:
             self._arrivals.put_nowait(codec.decode(msg.data, self._store.registry, seq))
+        except asyncio.QueueFull:
+            log.warning("live events pile up; closing the session", extra={"player_id": self._player_id})
+            self._on_failure()
         except Exception:
             # the pump sees the hole at the next event and reads it from JetStream, which raises loudly
             log.exception("undecodable live event", extra={"player_id": self._player_id, "seq": seq})

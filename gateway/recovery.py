@@ -71,4 +71,5 @@ async def full_state(query: Query) -> tuple[dict[str, Any], int]:
         qv, pv = int(queue.get("version", 0)), int(player.get("version", 0))
         if qv == pv:
             return {"queue": queue, "player": player}, qv
-    return {"queue": queue, "player": player}, min(qv, pv)
+    # Views of two versions would make the client apply events the newer one holds.
+    raise internal("the player's state is changing too fast to take a picture of; try again")

@@ -272,7 +272,10 @@ class Session:
             caller.identity = identity
             self.live = live
             self._arm_expiry(identity)
-            await self.gw.leases.connected(identity.player_id)
+            try:
+                await self.gw.leases.connected(identity.player_id)
+            except Exception:  # presence is best effort: never leave a hello half done
+                log.warning("presence lease failed at hello", extra={"player_id": identity.player_id}, exc_info=True)
 
             def after_answer() -> None:
                 for e in rec.events:

@@ -23,7 +23,7 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The realtime tier: gateway limits, presence and the notifier."""
 
     heartbeat_s: float = 15.0
-    send_queue_size: int = 1024  # messages queued for one socket before it is closed 4008
+    send_queue_size: int = 4096  # messages queued for one socket before it is closed 4008
     max_inflight: int = 32  # requests one socket may have in progress; reading pauses beyond
     max_conns_per_player: int = 5  # per gateway process
     max_conns_per_ip: int = 100  # per gateway process
@@ -193,5 +193,10 @@ def _check(s: Settings) -> None:
     rt = s.realtime
     if rt.send_queue_size < 1 or rt.max_inflight < 1 or rt.presence_ttl_s <= 0 or rt.heartbeat_s <= 0:
         raise SettingsError("invalid setting: queue sizes, TTLs and heartbeats must be positive")
+    if s.replay_limit * 2 + 64 > rt.send_queue_size:
+        # a resume sends up to replay_limit events, each maybe with a task.progress
+        raise SettingsError(
+            "invalid setting: QUESTLOG_SEND_QUEUE_SIZE must hold a whole replay: at least 2 × QUESTLOG_REPLAY_LIMIT + 64"
+        )
     if s.snapshot_every < 1 or s.replay_limit < 1 or s.max_frame_bytes < 1024:
         raise SettingsError("invalid setting: snapshot_every, replay_limit >= 1; max_frame_bytes >= 1024")

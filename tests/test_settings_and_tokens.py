@@ -60,3 +60,9 @@ def test_a_sub_that_is_not_a_player_id_is_refused(sub: str) -> None:
     token = jwt.encode({"sub": sub, "exp": int(time.time()) + 60}, "k" * 32, algorithm="HS256")
     with pytest.raises(AuthError, match="player id"):
         TokenVerifier(s).verify(token)
+
+
+def test_the_send_queue_must_hold_a_whole_replay() -> None:
+    with pytest.raises(SettingsError, match="SEND_QUEUE_SIZE"):
+        load_settings({"QUESTLOG_REPLAY_LIMIT": "1000", "QUESTLOG_SEND_QUEUE_SIZE": "1024"})
+    assert load_settings({"QUESTLOG_REPLAY_LIMIT": "100", "QUESTLOG_SEND_QUEUE_SIZE": "264"}).replay_limit == 100
