@@ -16,12 +16,15 @@ from collections.abc import Callable
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 
 from questlog.events import codec
 from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
 from questlog.events.subjects import live_player_events
 
+_tracer = trace.get_tracer("questlog.gateway")
 log = logging.getLogger("questlog.gateway.live")
 
 Emit = Callable[[Recorded], bool]  # False: the session is gone, stop
@@ -52,7 +55,14 @@ class LiveFeed:
     async def _arrived(self, msg: Msg) -> None:
         seq = int((msg.headers or {}).get("Nats-Sequence", "0") or 0)
         try:
-            self._arrivals.put_nowait(codec.decode(msg.data, self._store.registry, seq))
+            # the end of the event's trace: it reached this player's session
+            with _tracer.start_as_current_span(
+                "event to client",
+                context=propagate.extract(msg.headers or {}),
+                kind=SpanKind.CONSUMER,
+                attributes={"player.id": self._player_id, "event.seq": seq},
+            ):
+                self._arrivals.put_nowait(codec.decode(msg.data, self._store.registry, seq))
         except asyncio.QueueFull:
             log.warning("live events pile up; closing the session", extra={"player_id": self._player_id})
             self._on_failure()

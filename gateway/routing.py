@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from questlog.services import protocol
 from questlog.services.command_client import Actor
@@ -28,6 +30,7 @@ from .ratelimit import Bucket
 if TYPE_CHECKING:
     from .app import Gateway
 
+_tracer = trace.get_tracer("questlog.gateway")
 log = logging.getLogger("questlog.gateway")
 
 
@@ -68,8 +71,12 @@ class Router:
         if isinstance(item, jsonrpc.Invalid):
             return jsonrpc.error(item.id, item.error)
         self._gw.metrics.requests += 1
+        name = item.method if item.method in METHODS else "unknown"
         try:
-            value = await self.route(item, caller)
+            # one trace per request: the commands service, the append and every
+            # service reacting to the events continue it (context in NATS headers)
+            with _tracer.start_as_current_span(f"rpc {name}", kind=SpanKind.SERVER, attributes={"rpc.method": name}):
+                value = await self.route(item, caller)
         except RpcError as err:
             self._gw.metrics.errors += 1
             return None if item.notification else jsonrpc.error(item.id, err)

@@ -9,6 +9,11 @@ import nats
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 from nats.aio.client import Client as NATS
 
 from questlog.events.streams import ensure_streams
@@ -101,3 +106,16 @@ def call(system, nc: NATS):
         return await client.call(method, as_player, params, Actor(actor or as_player, roles))
 
     return _call
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    """Finished spans of the process's tracer provider (installed here if nobody did)."""
+    from questlog.services.telemetry import setup_telemetry
+
+    setup_telemetry("questlog-tests", environ={}, registry=CollectorRegistry())
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter

@@ -212,17 +212,6 @@ async def test_spans_are_exported_over_otlp_http(otlp_receiver) -> None:
     assert b"questlog.test.span" in body and b"questlog-otlp-test" in body
 
 
-@pytest.fixture(scope="session")
-def spans() -> InMemorySpanExporter:
-    """Finished spans of the process's tracer provider (installed here if nobody did)."""
-    setup_telemetry("questlog-tests", environ={}, registry=CollectorRegistry())
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
-
-
 async def test_append_carries_the_callers_trace_in_the_stored_headers(
     nc: NATS, settings: Settings, player_id: str, spans: InMemorySpanExporter
 ) -> None:
