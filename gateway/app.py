@@ -224,3 +224,13 @@ async def serve(wiring: Wiring, host: str, port: int, rt: RealtimeSettings | Non
     site = web.TCPSite(runner, host, port)
     await site.start()
     return runner
+
+
+async def serve_gateway(wiring: Wiring, stop: asyncio.Event) -> None:
+    """The gateway as a service: serve until `stop`, then drain (close 1001) and return."""
+    runner = await serve(wiring, wiring.settings.http_host, wiring.settings.http_port)
+    wiring.ready("gateway").set()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Awaitable, Callable
 
 from .wiring import Wiring
@@ -10,69 +11,28 @@ from .wiring import Wiring
 # A service runs until `stop` is set, then drains and returns.
 ServiceMain = Callable[[Wiring, asyncio.Event], Awaitable[None]]
 
-
-async def _commands(wiring: Wiring, stop: asyncio.Event) -> None:
-    from .commands import serve_commands
-
-    await serve_commands(wiring, stop)
-
-
-async def _processor(wiring: Wiring, stop: asyncio.Event) -> None:
-    from .processor import serve_processor
-
-    await serve_processor(wiring, stop)
-
-
-async def _reward(wiring: Wiring, stop: asyncio.Event) -> None:
-    from .reward import serve_reward
-
-    await serve_reward(wiring, stop)
+# name -> the module and function that run it, imported only when it runs,
+# in start-up order (the gateway last, so it starts on a ready system)
+_ROSTER = {
+    "commands": "questlog.services.commands:serve_commands",
+    "processor": "questlog.services.processor:serve_processor",
+    "reward": "questlog.services.reward:serve_reward",
+    "snapshotter": "questlog.services.snapshotter:serve_snapshotter",
+    "projector": "questlog.services.projector:serve_projector",
+    "presence": "questlog.services.presence:serve_presence",
+    "notifier": "questlog.services.notifier:serve_notifier",
+    "gateway": "questlog.gateway.app:serve_gateway",
+}
 
 
-async def _snapshotter(wiring: Wiring, stop: asyncio.Event) -> None:
-    from .snapshotter import serve_snapshotter
+def _lazy(target: str) -> ServiceMain:
+    async def main(wiring: Wiring, stop: asyncio.Event) -> None:
+        module, function = target.split(":")
+        await getattr(importlib.import_module(module), function)(wiring, stop)
 
-    await serve_snapshotter(wiring, stop)
-
-
-async def _presence(wiring: Wiring, stop: asyncio.Event) -> None:
-    from .presence import serve_presence
-
-    await serve_presence(wiring, stop)
-
-
-async def _notifier(wiring: Wiring, stop: asyncio.Event) -> None:
-    from .notifier import serve_notifier
-
-    await serve_notifier(wiring, stop)
-
-
-async def _projector(wiring: Wiring, stop: asyncio.Event) -> None:
-    from .projector import serve_projector
-
-    await serve_projector(wiring, stop)
-
-
-async def _gateway(wiring: Wiring, stop: asyncio.Event) -> None:
-    from questlog.gateway.app import serve
-
-    runner = await serve(wiring, wiring.settings.http_host, wiring.settings.http_port)
-    wiring.ready("gateway").set()
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    return main
 
 
 def services() -> dict[str, ServiceMain]:
-    """Every service, in start-up order (the gateway last, so it starts on a ready system)."""
-    return {
-        "commands": _commands,
-        "processor": _processor,
-        "reward": _reward,
-        "snapshotter": _snapshotter,
-        "projector": _projector,
-        "presence": _presence,
-        "notifier": _notifier,
-        "gateway": _gateway,
-    }
+    """Every service, in start-up order."""
+    return {name: _lazy(target) for name, target in _ROSTER.items()}
