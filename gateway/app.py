@@ -13,11 +13,10 @@ from questlog.services.command_client import CommandClient
 from questlog.services.metrics import QuestlogMetrics
 from questlog.services.notifier import Inbox
 from questlog.services.presence import PresenceLeases, PresenceStore
-from questlog.services.settings import Settings
+from questlog.services.settings import RealtimeSettings, Settings
 from questlog.services.wiring import Wiring
 
 from .auth import AuthError, TokenVerifier
-from questlog.services.settings import RealtimeSettings
 from .ratelimit import RateLimiter
 from .routing import Caller, Router
 from .session import GOING_AWAY, TOO_MANY, Session

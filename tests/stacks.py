@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
 
 from questlog.events.streams import ensure_streams
 from questlog.services.roster import services
@@ -63,7 +64,10 @@ async def drained(nc: NATS, settings: Settings, durable: str, timeout: float = 6
     js = nc.jetstream()
     async with asyncio.timeout(timeout):
         while True:
-            info = await js.consumer_info(settings.events_stream, durable)
-            if info.num_pending == 0 and info.num_ack_pending == 0:
+            try:
+                info = await js.consumer_info(settings.events_stream, durable)
+            except NotFoundError:  # the service (just restarted) has not created it yet
+                info = None
+            if info is not None and info.num_pending == 0 and info.num_ack_pending == 0:
                 return
             await asyncio.sleep(0.05)
