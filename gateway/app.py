@@ -11,6 +11,7 @@ from aiohttp import web
 
 from questlog.services.command_client import CommandClient
 from questlog.services.metrics import QuestlogMetrics
+from questlog.services.telemetry import prometheus_text
 from questlog.services.notifier import Inbox
 from questlog.services.presence import PresenceLeases, PresenceStore
 from questlog.services.settings import RealtimeSettings, Settings
@@ -26,13 +27,12 @@ log = logging.getLogger("questlog.gateway")
 
 
 class Metrics(msgspec.Struct):
-    """Counters for `/metrics` (Prometheus text format)."""
+    """This process's own counters for `/metrics`, beside the OpenTelemetry ones
+    (connections, recoveries and rate-limit refusals are OpenTelemetry's)."""
 
-    connections: int = 0
     sessions_total: int = 0
     requests: int = 0
     errors: int = 0
-    rate_limited: int = 0
     events_sent: int = 0
     too_slow: int = 0
     refused_connections: int = 0
@@ -40,8 +40,7 @@ class Metrics(msgspec.Struct):
     def render(self, gateway_id: str) -> str:
         lines = []
         for name, value in msgspec.structs.asdict(self).items():
-            kind = "gauge" if name == "connections" else "counter"
-            lines.append(f"# TYPE questlog_gateway_{name} {kind}")
+            lines.append(f"# TYPE questlog_gateway_{name} counter")
             lines.append(f'questlog_gateway_{name}{{gateway="{gateway_id}"}} {value}')
         return "\n".join(lines) + "\n"
 
@@ -133,8 +132,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    gw.metrics.connections = len(gw.connections.sessions)
-    return web.Response(text=gw.metrics.render(gw.id), content_type="text/plain")
+    text = gw.metrics.render(gw.id) + prometheus_text().decode()
+    return web.Response(text=text, content_type="text/plain")
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

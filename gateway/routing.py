@@ -120,7 +120,6 @@ class Router:
                 "player", caller.identity.player_id, Bucket(rt.rate_player_per_s, rt.rate_player_burst)
             )
         if wait:
-            self._gw.metrics.rate_limited += 1
             self._gw.otel.refused_by_rate_limit("method")
             raise protocol.rate_limited(wait)
 

@@ -103,3 +103,18 @@ async def test_health_readiness_and_metrics(gateway, http: aiohttp.ClientSession
         assert resp.status == 200 and (await resp.json())["status"] == "ok"
     async with http.get(f"{gateway.base}/metrics") as resp:
         assert "questlog_gateway_requests" in await resp.text()
+
+
+async def test_metrics_join_the_process_registry_without_clashes(gateway, http: aiohttp.ClientSession, token, player_id) -> None:
+    """/metrics is the gateway's own counters plus the process's Prometheus registry, where
+    `questlog run gateway` installs the OpenTelemetry instruments (tests/test_telemetry.py)."""
+    from questlog.gateway.client import QuestlogClient
+
+    client = QuestlogClient(gateway.ws_url, token(player_id), reconnect=False)
+    await client.connect()
+    async with http.get(f"{gateway.base}/metrics") as resp:
+        text = await resp.text()
+    await client.close()
+    assert "questlog_gateway_sessions_total" in text and "process_cpu_seconds_total" in text
+    families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert len(families) == len(set(families)), "no metric family twice"
