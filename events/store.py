@@ -10,6 +10,7 @@ Several events of one decision go in one atomic batch: all or none.
 from __future__ import annotations
 
 import time
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -34,6 +35,7 @@ from .subjects import EVENTS_WILDCARD, event_subject, player_events
 ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_BATCH_DUPLICATE_MSG_ID = 10201
 READ_BATCH = 500
+EPOCH_TTL_S = 10.0
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -60,6 +62,44 @@ _ack_decoder = msgspec.json.Decoder(_PubAck)
 _json = msgspec.json.Encoder()
 
 
+class _Replies:
+    """One wildcard inbox subscription for all of a store's batched direct gets.
+
+    A batched get answers with many messages on one reply subject, so it cannot
+    use request/reply; a subscription per read costs a SUB and an UNSUB round
+    on the server each time (it dominated a resume), this costs one per store.
+    """
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._queues: dict[str, asyncio.Queue[Msg]] = {}
+        self._ready: asyncio.Task[None] | None = None
+        self._count = 0
+
+    async def open(self) -> tuple[str, asyncio.Queue[Msg]]:
+        if self._ready is None:
+            self._prefix = self._nc.new_inbox()
+            self._ready = asyncio.ensure_future(self._subscribe())
+        await asyncio.shield(self._ready)
+        self._count += 1
+        token = str(self._count)
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._queues[token] = queue
+        return f"{self._prefix}.{token}", queue
+
+    def close(self, reply: str) -> None:
+        self._queues.pop(reply.rsplit(".", 1)[1], None)
+
+    async def _subscribe(self) -> None:
+        await self._nc.subscribe(f"{self._prefix}.*", cb=self._route)
+
+    async def _route(self, msg: Msg) -> None:
+        queue = self._queues.get(msg.subject.rsplit(".", 1)[1])
+        if queue is not None:  # else: a read that gave up early; its leftovers are dropped
+            queue.put_nowait(msg)
+
+
 class EventStore:
     def __init__(
         self,
@@ -73,6 +113,8 @@ class EventStore:
         self._stream = settings.events_stream
         self._registry = registry or default_registry()
         self._timeout = timeout
+        self._replies = _Replies(nc)
+        self._epoch: tuple[float, str] | None = None
         self._metrics = metrics or QuestlogMetrics.from_global()
 
     @property
@@ -256,17 +298,16 @@ class EventStore:
         api = f"$JS.API.DIRECT.GET.{self._stream}"
         seq = start_seq
         while True:
-            inbox = self._nc.new_inbox()
-            sub = await self._nc.subscribe(inbox)
+            reply, replies = await self._replies.open()
             pending = 0
             try:
                 await self._nc.publish(
-                    api, _json.encode({"seq": seq, "next_by_subj": subject, "batch": READ_BATCH}), reply=inbox
+                    api, _json.encode({"seq": seq, "next_by_subj": subject, "batch": READ_BATCH}), reply=reply
                 )
                 while True:
                     try:
-                        msg = await sub.next_msg(self._timeout)
-                    except NatsTimeout:
+                        msg = await asyncio.wait_for(replies.get(), self._timeout)
+                    except asyncio.TimeoutError:
                         raise AppendFailed(f"direct get on {self._stream} timed out") from None
                     status = (msg.headers or {}).get("Status")
                     if status == "404":
@@ -280,7 +321,7 @@ class EventStore:
                     seq = rec.seq + 1
                     yield rec
             finally:
-                await sub.unsubscribe()
+                self._replies.close(reply)
             if pending == 0:
                 return
 
@@ -345,10 +386,20 @@ class EventStore:
         return info.state.last_seq
 
     async def epoch(self) -> str:
-        """The incarnation of the log: the stream's creation time. A new stream, a new epoch."""
+        """The incarnation of the log: the stream's creation time. A new stream, a new epoch.
+
+        Asked once per `EPOCH_TTL_S` at most (every resume needs it, and a stream
+        info costs the server far more than a read); a stream recreated meanwhile
+        is noticed within that time.
+        """
+        now = time.monotonic()
+        if self._epoch is not None and now - self._epoch[0] < EPOCH_TTL_S:
+            return self._epoch[1]
         info = await (self._nc.jetstream()).stream_info(self._stream)
         created = info.created
-        return created.strftime("%Y%m%dT%H%M%S%fZ") if created else "0"
+        epoch = created.strftime("%Y%m%dT%H%M%S%fZ") if created else "0"
+        self._epoch = (now, epoch)
+        return epoch
 
 
 def _trailing_int(text: str) -> int | None:
