@@ -139,7 +139,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def websocket(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     ws = web.WebSocketResponse(
-        heartbeat=gw.rt.heartbeat_s, max_msg_size=gw.settings.max_frame_bytes, compress=True
+        heartbeat=gw.rt.heartbeat_s, max_msg_size=gw.settings.max_frame_bytes, compress=gw.rt.ws_deflate
     )
     await ws.prepare(request)
     ip = client_ip(request)

@@ -24,6 +24,7 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     heartbeat_s: float = 15.0
     send_queue_size: int = 4096  # messages queued for one socket before it is closed 4008
+    ws_deflate: bool = True  # offer permessage-deflate (≈110 KB of zlib state per socket)
     max_inflight: int = 32  # requests one socket may have in progress; reading pauses beyond
     max_conns_per_player: int = 5  # per gateway process
     max_conns_per_ip: int = 100  # per gateway process
@@ -111,6 +112,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 _REALTIME_ENV = {
     "QUESTLOG_HEARTBEAT_S": "heartbeat_s",
     "QUESTLOG_SEND_QUEUE_SIZE": "send_queue_size",
+    "QUESTLOG_WS_DEFLATE": "ws_deflate",
     "QUESTLOG_MAX_INFLIGHT": "max_inflight",
     "QUESTLOG_MAX_CONNS_PER_PLAYER": "max_conns_per_player",
     "QUESTLOG_MAX_CONNS_PER_IP": "max_conns_per_ip",

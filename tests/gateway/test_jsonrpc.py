@@ -71,6 +71,17 @@ async def test_permessage_deflate_is_negotiated(gateway, http: aiohttp.ClientSes
         assert ws.compress == 15
 
 
+async def test_deflate_can_be_turned_off_to_save_memory_per_socket(gateway_wiring, http: aiohttp.ClientSession) -> None:
+    from .conftest import start_gateway
+
+    plain = await start_gateway(gateway_wiring, ws_deflate=False)
+    try:
+        async with http.ws_connect(plain.ws_url, compress=15) as ws:
+            assert ws.compress == 0
+    finally:
+        await plain.runner.cleanup()
+
+
 async def test_http_rpc_with_bearer_token(gateway, http: aiohttp.ClientSession, token, player_id) -> None:
     url = f"{gateway.base}/rpc"
     headers = {"Authorization": f"Bearer {token(player_id)}"}
