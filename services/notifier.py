@@ -30,6 +30,7 @@ from questlog.events.subjects import events_of_type
 from .consumer import ConsumerSpec, run_consumer
 from .presence import PresenceStore
 from .protocol import rfc3339
+from .settings import Settings
 from .wiring import Wiring
 
 log = logging.getLogger("questlog.notifier")
@@ -210,11 +211,12 @@ class Notifier:
             await self._webhook.deliver(rec.player_id, note)
 
 
-def notifier_spec(settings_stream: str, durable: str = DURABLE) -> ConsumerSpec:
+def notifier_spec(settings: Settings, durable: str = DURABLE) -> ConsumerSpec:
     return ConsumerSpec(
         durable=durable,
-        stream=settings_stream,
+        stream=settings.events_stream,
         filter_subjects=[events_of_type(t) for t in NOTABLE],
+        ack_wait_s=settings.ack_wait_s,
     )
 
 
@@ -230,7 +232,7 @@ async def serve_notifier(wiring: Wiring, stop: asyncio.Event, *, rt: Any = None,
     notifier = Notifier(wiring.store.registry, presence, inbox, webhook)
     wiring.ready("notifier").set()
     try:
-        await run_consumer(wiring.js, notifier_spec(wiring.settings.events_stream, durable), notifier.handle, stop)
+        await run_consumer(wiring.js, notifier_spec(wiring.settings, durable), notifier.handle, stop)
     finally:
         if webhook is not None:
             await webhook.close()

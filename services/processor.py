@@ -138,8 +138,11 @@ async def serve_processor(wiring: Wiring, stop: asyncio.Event, *, rules: Rules |
         stream=s.events_stream,
         filter_subjects=[events_of_type(t) for t in TRIGGERS],
         dead_letter_subject="deadletter",
+        ack_wait_s=s.ack_wait_s,
     )
-    timers = ConsumerSpec(durable="processor-timers", stream=s.timers_stream, filter_subjects=[DUE_SUBJECTS])
+    timers = ConsumerSpec(
+        durable="processor-timers", stream=s.timers_stream, filter_subjects=[DUE_SUBJECTS], ack_wait_s=s.ack_wait_s
+    )
     await asyncio.gather(
         run_consumer(wiring.js, events, processor.on_event, stop),
         run_consumer(wiring.js, timers, processor.on_timer, stop),

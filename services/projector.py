@@ -33,7 +33,10 @@ class Projector:
 
 
 def projector_spec(wiring: Wiring) -> ConsumerSpec:
-    return ConsumerSpec(durable=DURABLE, stream=wiring.settings.events_stream, filter_subjects=[EVENTS_WILDCARD])
+    s = wiring.settings
+    return ConsumerSpec(
+        durable=DURABLE, stream=s.events_stream, filter_subjects=[EVENTS_WILDCARD], ack_wait_s=s.ack_wait_s
+    )
 
 
 async def serve_projector(wiring: Wiring, stop: asyncio.Event) -> None:

@@ -48,5 +48,6 @@ async def serve_reward(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | No
         durable="reward",
         stream=wiring.settings.events_stream,
         filter_subjects=[events_of_type("task.step_completed")],
+        ack_wait_s=wiring.settings.ack_wait_s,
     )
     await run_consumer(wiring.js, spec, service.on_step, stop)

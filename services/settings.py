@@ -64,6 +64,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_prefix: str = ""
     snapshot_every: int = 50
     replay_limit: int = 1000
+    ack_wait_s: float = 30.0  # a message a crashed consumer held comes back after this
     max_frame_bytes: int = 65536
     dev_mode: bool = False
     log_level: str = "INFO"
@@ -148,6 +149,7 @@ _ENV = {
     "QUESTLOG_STREAM_PREFIX": "stream_prefix",
     "QUESTLOG_SNAPSHOT_EVERY": "snapshot_every",
     "QUESTLOG_REPLAY_LIMIT": "replay_limit",
+    "QUESTLOG_ACK_WAIT_S": "ack_wait_s",
     "QUESTLOG_MAX_FRAME_BYTES": "max_frame_bytes",
     "QUESTLOG_DEV_MODE": "dev_mode",
     "QUESTLOG_LOG_LEVEL": "log_level",
@@ -200,5 +202,7 @@ def _check(s: Settings) -> None:
         raise SettingsError(
             "invalid setting: QUESTLOG_SEND_QUEUE_SIZE must hold a whole replay: at least 2 × QUESTLOG_REPLAY_LIMIT + 64"
         )
+    if not 1 <= s.ack_wait_s <= 3600:
+        raise SettingsError("invalid setting: QUESTLOG_ACK_WAIT_S must be between 1 and 3600 seconds")
     if s.snapshot_every < 1 or s.replay_limit < 1 or s.max_frame_bytes < 1024:
         raise SettingsError("invalid setting: snapshot_every, replay_limit >= 1; max_frame_bytes >= 1024")

@@ -52,6 +52,7 @@ def settings(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Settings
         data_dir=str(tmp_path_factory.mktemp("data")),
         jwt_secret="test-secret-test-secret-test-secret",
         time_scale=0.01,
+        ack_wait_s=5,  # what a killed service held comes back in 5 s, not 30
     )
 
 

@@ -45,6 +45,7 @@ def service_env(nats_url: str, redis_url: str, **extra: str) -> dict[str, str]:
         QUESTLOG_REDIS_URL=redis_url,
         QUESTLOG_JWT_SECRET="test-secret-test-secret-test-secret",
         QUESTLOG_LOG_LEVEL="WARNING",
+        QUESTLOG_ACK_WAIT_S="5",  # what a killed service held comes back in 5 s, not 30
     )
     env.update(extra)
     return env

@@ -31,7 +31,7 @@ async def private_stack(
     async with local_nats(tmp) as n, local_redis(tmp) as r:
         settings = load_settings(
             {}, nats_url=n.url, redis_url=r.url, time_scale=float(time_scale),
-            jwt_secret="test-secret-test-secret-test-secret", data_dir=str(tmp / "data"),
+            jwt_secret="test-secret-test-secret-test-secret", data_dir=str(tmp / "data"), ack_wait_s=5,
         )
         nc = await nats.connect(n.url)
         await ensure_streams(nc.jetstream(), settings)
