@@ -20,7 +20,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 
 from questlog.services.metrics import QuestlogMetrics
 from questlog.services.settings import Settings
@@ -182,7 +182,8 @@ class EventStore:
         # No span of its own (it would cost more than the publish): the caller's
         # span is current, and its context rides in the headers.
         headers_base: dict[str, str] = {}
-        propagate.inject(headers_base)
+        if trace.get_current_span().get_span_context().is_valid:  # nothing to carry otherwise
+            propagate.inject(headers_base)
         batch_id = uuid.uuid4().hex if len(recorded) > 1 else None
         ack: _PubAck | None = None
         for i, rec in enumerate(recorded):

@@ -1,10 +1,14 @@
 """questlog's metric instruments, created from one OpenTelemetry Meter.
 
 One small typed object instead of module-level instruments, so a test can
-build it on its own MeterProvider and read exactly its own figures. OTel
-keeps the instruments: building `QuestlogMetrics` twice on one Meter returns
-the same instruments (same name, same kind), so every component may build its
-own from the global provider without double counting.
+build it on its own MeterProvider and read exactly its own figures. There is
+one per MeterProvider (`for_provider`, `from_global`), shared by every
+component of the process.
+
+Counters bumped on a hot path (events appended, commands, consumer messages)
+are plain in-process tallies read by observable counters at collection time:
+a dict increment instead of the SDK's per-call work, which cost as much as
+the publish itself (docs/benchmarks.md). Histograms stay synchronous.
 
 Names follow OTel conventions (dots, unit separate); the Prometheus exporter
 turns `questlog.commands` into `questlog_commands_total`,
@@ -13,11 +17,13 @@ turns `questlog.commands` into `questlog_commands_total`,
 
 from __future__ import annotations
 
+import bisect
+import weakref
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from opentelemetry import metrics as otel_metrics
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 METER_NAME = "questlog"
 
@@ -25,33 +31,107 @@ METER_NAME = "questlog"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+# One QuestlogMetrics per MeterProvider: an observable counter keeps only the
+# callbacks of its first registration, so the tallies behind it must be shared.
+_BY_PROVIDER: weakref.WeakKeyDictionary[MeterProvider, QuestlogMetrics] = weakref.WeakKeyDictionary()
+
+
+class Tally:
+    """Running totals by attribute values; an observable counter reports them."""
+
+    def __init__(self, *keys: str) -> None:
+        self._keys = keys
+        self.counts: Counter[tuple[str, ...]] = Counter()
+
+    def observe(self, _options: CallbackOptions) -> Iterator[Observation]:
+        for values, n in list(self.counts.items()):
+            yield Observation(n, dict(zip(self._keys, values, strict=True)))
+
+
+class LatencyTally:
+    """Append latency by outcome, as cumulative bucket counts (`le`), a count and a sum.
+
+    The SDK histogram's `record` cost a third of an append (docs/benchmarks.md);
+    this costs a bisect and three dict increments. Prometheus reads the
+    buckets as any histogram's: `histogram_quantile(0.95, sum by (le)
+    (rate(questlog_append_duration_buckets_total[5m])))`.
+    """
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._les = [*(repr(b) for b in bounds), "+Inf"]
+        self.buckets: Counter[tuple[str, int]] = Counter()  # (outcome, bucket index), not cumulative
+        self.count: Counter[str] = Counter()
+        self.seconds: Counter[str] = Counter()
+
+    def add(self, outcome: str, seconds: float) -> None:
+        self.buckets[outcome, bisect.bisect_left(self._bounds, seconds)] += 1
+        self.count[outcome] += 1
+        self.seconds[outcome] += seconds
+
+    def observe_buckets(self, _options: CallbackOptions) -> Iterator[Observation]:
+        for outcome in list(self.count):
+            running = 0
+            for i, le in enumerate(self._les):
+                running += self.buckets.get((outcome, i), 0)
+                yield Observation(running, {"outcome": outcome, "le": le})
+
+    def observe_count(self, _options: CallbackOptions) -> Iterator[Observation]:
+        for outcome, n in list(self.count.items()):
+            yield Observation(n, {"outcome": outcome})
+
+    def observe_seconds(self, _options: CallbackOptions) -> Iterator[Observation]:
+        for outcome, total in list(self.seconds.items()):
+            yield Observation(total, {"outcome": outcome})
+
+
+def _observed(meter: Meter, name: str, tally: Tally, unit: str, description: str) -> None:
+    meter.create_observable_counter(name, callbacks=[tally.observe], unit=unit, description=description)
+
+
 class QuestlogMetrics:
-    """Every questlog instrument, with one method per thing that happened."""
+    """Every questlog instrument, with one method per thing that happened.
+
+    Build it with `for_provider` (or `from_global`), never twice on one provider.
+    """
 
     def __init__(self, meter: Meter) -> None:
-        self.commands = meter.create_counter(
-            "questlog.commands", unit="{command}", description="Commands handled, by method and outcome"
-        )
+        self.commands = Tally("method", "outcome")
+        _observed(meter, "questlog.commands", self.commands, "{command}", "Commands handled, by method and outcome")
         self.command_duration = meter.create_histogram(
             "questlog.command.duration",
             unit="s",
             description="Time to handle a command, by method and outcome",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
-        self.events_appended = meter.create_counter(
-            "questlog.events.appended", unit="{event}", description="Events stored in the log, by type"
+        self.events_appended = Tally("type")
+        _observed(meter, "questlog.events.appended", self.events_appended, "{event}", "Events stored in the log, by type")
+        self.appends = LatencyTally(LATENCY_BUCKETS)
+        meter.create_observable_counter(
+            "questlog.appends",
+            callbacks=[self.appends.observe_count],
+            unit="{append}",
+            description="Appends (a single event or an atomic batch), by outcome (ok, conflict, duplicate, failed)",
         )
-        self.append_duration = meter.create_histogram(
-            "questlog.append.duration",
+        meter.create_observable_counter(
+            "questlog.append.time",
+            callbacks=[self.appends.observe_seconds],
             unit="s",
-            description="Time of one append (a single event or an atomic batch), by outcome; "
-            "its _count is the number of appends (ok, conflict, duplicate, failed)",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+            description="Seconds spent in appends, by outcome (divide by questlog_appends_total for the mean)",
         )
-        self.consumer_messages = meter.create_counter(
+        meter.create_observable_counter(
+            "questlog.append.duration.buckets",
+            callbacks=[self.appends.observe_buckets],
+            unit="{append}",
+            description="Appends that took at most `le` seconds, by outcome: the buckets of a latency histogram",
+        )
+        self.consumer_messages = Tally("consumer", "outcome")
+        _observed(
+            meter,
             "questlog.consumer.messages",
-            unit="{message}",
-            description="Messages a durable consumer took, by outcome (handled, failed, dead_lettered)",
+            self.consumer_messages,
+            "{message}",
+            "Messages a durable consumer took, by outcome (handled, failed, dead_lettered)",
         )
         # A synchronous gauge set from JetStream's num_pending (consumer info, or
         # the metadata of the last message fetched): OTel keeps the last value per
@@ -79,38 +159,39 @@ class QuestlogMetrics:
         )
 
     @classmethod
+    def for_provider(cls, provider: MeterProvider) -> QuestlogMetrics:
+        """The one set of instruments on `provider`."""
+        found = _BY_PROVIDER.get(provider)
+        if found is None:
+            found = _BY_PROVIDER[provider] = cls(provider.get_meter(METER_NAME))
+        return found
+
+    @classmethod
     def from_global(cls) -> QuestlogMetrics:
         """Instruments on the process's MeterProvider (a no-op until `setup_telemetry` installs one)."""
-        return cls(otel_metrics.get_meter(METER_NAME))
+        return cls.for_provider(otel_metrics.get_meter_provider())
 
     # -- commands service ------------------------------------------------------
 
     def command_handled(self, method: str, outcome: str, seconds: float) -> None:
         """`outcome`: "ok" or the error's name (e.g. "conflict", "rule_violated", "internal")."""
-        attrs = {"method": method, "outcome": outcome}
-        self.commands.add(1, attrs)
-        self.command_duration.record(seconds, attrs)
+        self.commands.counts[method, outcome] += 1
+        self.command_duration.record(seconds, {"method": method, "outcome": outcome})
 
     # -- event store -----------------------------------------------------------
 
     def append_finished(self, event_types: Iterable[str], outcome: str, seconds: float) -> None:
         """One append attempt; the events count by type only when they were stored."""
-        # Two recordings per append at most: the SDK's cost per call rivals the
-        # publish itself (docs/benchmarks.md), so the appends count is the
-        # histogram's _count, and one batch is one add per distinct type.
-        self.append_duration.record(seconds, {"outcome": outcome})
+        self.appends.add(outcome, seconds)
         if outcome == "ok":
-            types = list(event_types)
-            if len(types) == 1:
-                self.events_appended.add(1, {"type": types[0]})
-            else:
-                for event_type, n in Counter(types).items():
-                    self.events_appended.add(n, {"type": event_type})
+            counts = self.events_appended.counts
+            for event_type in event_types:
+                counts[(event_type,)] += 1
 
     # -- consumers -------------------------------------------------------------
 
     def message_taken(self, consumer: str, outcome: str) -> None:
-        self.consumer_messages.add(1, {"consumer": consumer, "outcome": outcome})
+        self.consumer_messages.counts[consumer, outcome] += 1
 
     def lag(self, consumer: str, num_pending: int) -> None:
         self.consumer_lag.set(num_pending, {"consumer": consumer})

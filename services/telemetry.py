@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-from .metrics import METER_NAME, QuestlogMetrics
+from .metrics import QuestlogMetrics
 
 log = logging.getLogger("questlog.telemetry")
 
@@ -60,7 +60,7 @@ class Telemetry:
         self.registry = registry
         self.exporters = exporters
         self.installed = installed
-        self.metrics = QuestlogMetrics(meter_provider.get_meter(METER_NAME))
+        self.metrics = QuestlogMetrics.for_provider(meter_provider)
 
     def prometheus_text(self) -> bytes:
         return prometheus_text(self.registry)

@@ -66,11 +66,31 @@ async def test_appends_show_in_prometheus_text_by_type_and_outcome(nc: NATS, set
 
     assert sample(t, "questlog_events_appended_total", type="queue.paused") == 2
     assert sample(t, "questlog_events_appended_total", type="queue.resumed") == 1
-    assert sample(t, "questlog_append_duration_seconds_count", outcome="ok") == 2
-    assert sample(t, "questlog_append_duration_seconds_count", outcome="conflict") == 1
-    assert sample(t, "questlog_append_duration_seconds_count", outcome="ok") == 2
-    assert sample(t, "questlog_append_duration_seconds_count", outcome="conflict") == 1
-    assert (sample(t, "questlog_append_duration_seconds_sum", outcome="ok") or 0) > 0
+    assert sample(t, "questlog_appends_total", outcome="ok") == 2
+    assert sample(t, "questlog_appends_total", outcome="conflict") == 1
+    assert (sample(t, "questlog_append_time_seconds_total", outcome="ok") or 0) > 0
+    # the buckets are cumulative and end at the count, as a histogram's do
+    assert sample(t, "questlog_append_duration_buckets_total", outcome="ok", le="+Inf") == 2
+    assert sample(t, "questlog_append_duration_buckets_total", outcome="conflict", le="+Inf") == 1
+    ok_buckets = [
+        s.value
+        for family in text_string_to_metric_families(t.prometheus_text().decode())
+        for s in family.samples
+        if s.name == "questlog_append_duration_buckets_total" and s.labels["outcome"] == "ok"
+    ]
+    assert len(ok_buckets) == 14 and ok_buckets == sorted(ok_buckets)
+
+
+def test_append_latency_buckets_count_each_append_once_at_its_bound() -> None:
+    t = private()
+    for seconds in (0.0004, 0.001, 0.003, 0.003, 99.0):
+        t.metrics.append_finished(["queue.paused"], "ok", seconds)
+    assert sample(t, "questlog_append_duration_buckets_total", outcome="ok", le="0.001") == 2  # le: at most
+    assert sample(t, "questlog_append_duration_buckets_total", outcome="ok", le="0.0025") == 2
+    assert sample(t, "questlog_append_duration_buckets_total", outcome="ok", le="0.005") == 4
+    assert sample(t, "questlog_append_duration_buckets_total", outcome="ok", le="10.0") == 4
+    assert sample(t, "questlog_append_duration_buckets_total", outcome="ok", le="+Inf") == 5
+    assert sample(t, "questlog_append_time_seconds_total", outcome="ok") == pytest.approx(99.0074)
 
 
 async def test_consumer_counts_outcomes_and_reports_lag(nc: NATS, settings: Settings, player_id: str) -> None:
