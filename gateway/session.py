@@ -30,6 +30,7 @@ from questlog.services.protocol import HelloParams, Method, RefreshParams, RpcEr
 
 from . import jsonrpc
 from .auth import AuthError, Identity
+from .deflate import release_compressor
 from .live import LiveFeed
 from .progress import METHOD as PROGRESS, ProgressTracker
 from .recovery import recover
@@ -127,6 +128,8 @@ class Session:
                 self._begin_close(item.code, item.reason)
                 return
             await self.ws.send_str(item)
+            if self._out.empty():  # idle now: keep no compressor until the next frame
+                release_compressor(self.ws)
 
     def _queue(self, text: str) -> bool:
         if self._closing is not None or self._flushing:

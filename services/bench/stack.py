@@ -40,6 +40,7 @@ GATEWAY_ENV = {
     "QUESTLOG_MAX_CONNS_PER_IP": "1000000",
     "QUESTLOG_RATE_IP_PER_S": "1000000",
     "QUESTLOG_RATE_IP_BURST": "1000000",
+    "MALLOC_MMAP_THRESHOLD_": "65536",  # as deploy/ runs the gateway (docs/operations.md)
 }
 
 # Durable consumers that exist once the service has started.

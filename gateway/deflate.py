@@ -1,0 +1,34 @@
+"""Give back an idle socket's permessage-deflate compressor.
+
+aiohttp keeps one zlib compressor per WebSocket for the socket's whole life:
+about 110 KB once it has compressed a frame, three times the memory budget of
+an idle connection. Between bursts we drop it; the next frame starts a fresh
+one. That is valid permessage-deflate even with context takeover: every frame
+ends on a sync flush, so a new deflate stream may follow, and a fresh
+compressor never refers back into data the client holds from earlier frames.
+A burst (a replay, a catch-up) still shares one compressor, frame to frame.
+
+aiohttp has no public switch for this; `compressor_releasable` tells whether the
+installed aiohttp still keeps the compressor where this module looks for it
+(a test fails with that message if an upgrade moves it).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+_ATTRIBUTE = "_compressobj"
+
+
+def compressor_releasable(ws: web.WebSocketResponse) -> bool:
+    writer = getattr(ws, "_writer", None)
+    return writer is not None and hasattr(writer, _ATTRIBUTE)
+
+
+def release_compressor(ws: web.WebSocketResponse) -> bool:
+    """Drop the socket's compressor if it has one; True when one was dropped."""
+    writer = getattr(ws, "_writer", None)
+    if writer is None or getattr(writer, _ATTRIBUTE, None) is None:
+        return False
+    setattr(writer, _ATTRIBUTE, None)
+    return True
