@@ -217,9 +217,12 @@ def create_app(wiring: Wiring, rt: RealtimeSettings | None = None) -> web.Applic
 
 
 async def serve(wiring: Wiring, host: str, port: int, rt: RealtimeSettings | None = None) -> web.AppRunner:
+    rt = rt or wiring.settings.realtime
     runner = web.AppRunner(create_app(wiring, rt), access_log=None, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    # aiohttp's default backlog of 128 overflowed in a reconnect storm: the
+    # kernel dropped the rest, and their clients retried a second later.
+    site = web.TCPSite(runner, host, port, backlog=rt.listen_backlog)
     await site.start()
     return runner
 

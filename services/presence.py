@@ -13,7 +13,9 @@ Lua script, so exactly one process publishes `presence.changed.<player>` on NATS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -44,7 +46,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS gw, index, seen; ARGV gateway, ttl_ms, player -> 1 if the player just came online
+# Each transition script answers {1 if the player changed state, last seen ms}:
+# the announcement is built from the same atomic step, with no second read.
+
+# KEYS gw, index, seen; ARGV gateway, ttl_ms, player -> came online?
 _JOIN = _NOW + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local before = redis.call('ZCARD', KEYS[1])
@@ -52,32 +57,31 @@ local until_ms = now + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], until_ms, ARGV[1])
 redis.call('ZADD', KEYS[2], 'GT', until_ms, ARGV[3])
 redis.call('SET', KEYS[3], now)
-if before == 0 then return 1 end
-return 0
+return {before == 0 and 1 or 0, now}
 """
 
-# KEYS gw, index, seen; ARGV gateway, player -> 1 if the player just went offline
+# KEYS gw, index, seen; ARGV gateway, player -> went offline?
 _LEAVE = _NOW + """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('SET', KEYS[3], now)
 if redis.call('ZCARD', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[1])
-  if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then return 1 end
+  if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then return {1, now} end
 end
-return 0
+return {0, now}
 """
 
-# KEYS gw, index; ARGV player -> 1 if every lease had expired (the player went offline)
+# KEYS gw, index, seen; ARGV player -> went offline (every lease had expired)?
 _SWEEP = _NOW + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local live = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if #live == 0 then
   redis.call('DEL', KEYS[1])
-  return redis.call('ZREM', KEYS[2], ARGV[1])
+  return {redis.call('ZREM', KEYS[2], ARGV[1]), redis.call('GET', KEYS[3]) or 0}
 end
 redis.call('ZADD', KEYS[2], live[2], ARGV[1])
-return 0
+return {0, 0}
 """
 
 # KEYS gw, seen -> {online, last_seen_ms}
@@ -121,16 +125,18 @@ class PresenceStore:
 
     async def join(self, player_id: str, gateway_id: str) -> None:
         """Take or renew this gateway's lease on the player; announce them if they came online."""
-        came = await self._join(
+        came, seen = await self._join(
             keys=[_gw_key(player_id), INDEX, _seen_key(player_id)], args=[gateway_id, self._ttl_ms, player_id]
         )
         if int(came):
-            await self._announce(player_id)
+            await self._announce(player_id, True, int(seen))
 
     async def leave(self, player_id: str, gateway_id: str) -> None:
-        went = await self._leave(keys=[_gw_key(player_id), INDEX, _seen_key(player_id)], args=[gateway_id, player_id])
+        went, seen = await self._leave(
+            keys=[_gw_key(player_id), INDEX, _seen_key(player_id)], args=[gateway_id, player_id]
+        )
         if int(went):
-            await self._announce(player_id)
+            await self._announce(player_id, False, int(seen))
 
     async def sweep_once(self, batch: int = 500) -> int:
         """Players whose every lease expired go offline; returns how many did."""
@@ -140,9 +146,10 @@ class PresenceStore:
         gone = 0
         for raw in due:
             player_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if int(await self._sweep(keys=[_gw_key(player_id), INDEX], args=[player_id])):
+            went, seen = await self._sweep(keys=[_gw_key(player_id), INDEX, _seen_key(player_id)], args=[player_id])
+            if int(went):
                 gone += 1
-                await self._announce(player_id)
+                await self._announce(player_id, False, int(seen or 0))
         return gone
 
     async def get(self, player_ids: list[str]) -> list[dict[str, Any]]:
@@ -152,9 +159,8 @@ class PresenceStore:
             out.append(msgspec.to_builtins(self._view(player_id, bool(int(online)), int(seen or 0))))
         return out
 
-    async def _announce(self, player_id: str) -> None:
-        online, seen = await self._get(keys=[_gw_key(player_id), _seen_key(player_id)])
-        change = self._view(player_id, bool(int(online)), int(seen or 0))
+    async def _announce(self, player_id: str, online: bool, seen_ms: int) -> None:
+        change = self._view(player_id, online, seen_ms)
         log.info("presence changed", extra={"player_id": player_id, "online": change.online})
         await self._nc.publish(changed_subject(player_id), _encoder.encode(change))
 
@@ -163,28 +169,60 @@ class PresenceStore:
         return PresenceChanged(player_id=player_id, online=online, last_seen=_rfc3339_ms(seen_ms))
 
 
+class PlayerLocks:
+    """One lock per player, kept only while someone holds or waits for it.
+
+    Join, leave and renewal of one player must reach Redis in order; different
+    players need not wait for each other (one lock for all made a reconnect
+    storm queue its hellos behind each other's Redis round trips).
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, player_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(player_id, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[player_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[player_id]
+            if users == 1:
+                del self._locks[player_id]
+            else:
+                self._locks[player_id] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class PresenceLeases:
     """One gateway's side: counts its sockets per player and keeps their leases renewed."""
+
+    RENEW_CONCURRENCY = 64
 
     def __init__(self, store: PresenceStore, gateway_id: str, renew_every_s: float) -> None:
         self._store = store
         self._gateway_id = gateway_id
         self._renew_every_s = renew_every_s
         self._counts: dict[str, int] = {}
-        self._lock = asyncio.Lock()  # keeps join/leave of one process in order in Redis
+        self._locks = PlayerLocks()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._renew(), name="presence-renew")
 
     async def connected(self, player_id: str) -> None:
-        async with self._lock:
+        async with self._locks.hold(player_id):
             self._counts[player_id] = self._counts.get(player_id, 0) + 1
             if self._counts[player_id] == 1:
                 await self._store.join(player_id, self._gateway_id)
 
     async def disconnected(self, player_id: str) -> None:
-        async with self._lock:
+        async with self._locks.hold(player_id):
             left = self._counts.get(player_id, 0) - 1
             if left > 0:
                 self._counts[player_id] = left
@@ -192,13 +230,22 @@ class PresenceLeases:
             self._counts.pop(player_id, None)
             await self._store.leave(player_id, self._gateway_id)
 
+    async def renew_once(self) -> None:
+        """Renew every lease this gateway holds, a few players at a time."""
+        gate = asyncio.Semaphore(self.RENEW_CONCURRENCY)
+
+        async def renew(player_id: str) -> None:
+            async with gate, self._locks.hold(player_id):
+                if player_id in self._counts:  # not left meanwhile
+                    await self._store.join(player_id, self._gateway_id)
+
+        await asyncio.gather(*(renew(p) for p in list(self._counts)))
+
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self._renew_every_s)
             try:
-                async with self._lock:
-                    for player_id in list(self._counts):
-                        await self._store.join(player_id, self._gateway_id)
+                await self.renew_once()
             except Exception:
                 log.exception("presence renewal failed", extra={"gateway_id": self._gateway_id})
 
@@ -206,13 +253,14 @@ class PresenceLeases:
         """A clean shutdown releases every lease at once instead of waiting for the TTL."""
         if self._task is not None:
             self._task.cancel()
-        async with self._lock:
-            for player_id in list(self._counts):
+        for player_id in list(self._counts):
+            async with self._locks.hold(player_id):
+                if self._counts.pop(player_id, None) is None:
+                    continue
                 try:
                     await self._store.leave(player_id, self._gateway_id)
                 except Exception:
                     log.exception("presence release failed", extra={"player_id": player_id})
-            self._counts.clear()
 
 
 async def serve_presence(wiring: Wiring, stop: asyncio.Event) -> None:

@@ -28,6 +28,7 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_inflight: int = 32  # requests one socket may have in progress; reading pauses beyond
     max_conns_per_player: int = 5  # per gateway process
     max_conns_per_ip: int = 100  # per gateway process
+    listen_backlog: int = 4096  # connections the kernel queues before accept (capped by net.core.somaxconn)
     rate_player_per_s: float = 50.0
     rate_player_burst: int = 100
     rate_ip_per_s: float = 200.0
@@ -117,6 +118,7 @@ _REALTIME_ENV = {
     "QUESTLOG_MAX_INFLIGHT": "max_inflight",
     "QUESTLOG_MAX_CONNS_PER_PLAYER": "max_conns_per_player",
     "QUESTLOG_MAX_CONNS_PER_IP": "max_conns_per_ip",
+    "QUESTLOG_LISTEN_BACKLOG": "listen_backlog",
     "QUESTLOG_RATE_PLAYER_PER_S": "rate_player_per_s",
     "QUESTLOG_RATE_PLAYER_BURST": "rate_player_burst",
     "QUESTLOG_RATE_IP_PER_S": "rate_ip_per_s",
@@ -195,6 +197,8 @@ def _check(s: Settings) -> None:
         if not 0 <= port <= 65535:
             raise SettingsError(f"invalid setting: {name} {port} is not a TCP port")
     rt = s.realtime
+    if rt.listen_backlog < 1:
+        raise SettingsError("invalid setting: QUESTLOG_LISTEN_BACKLOG must be at least 1")
     if rt.send_queue_size < 1 or rt.max_inflight < 1 or rt.presence_ttl_s <= 0 or rt.heartbeat_s <= 0:
         raise SettingsError("invalid setting: queue sizes, TTLs and heartbeats must be positive")
     if s.replay_limit * 2 + 64 > rt.send_queue_size:

@@ -17,11 +17,19 @@ def test_defaults_and_environment() -> None:
     assert (s.http_port, s.time_scale, s.replicas, s.nats_url) == (8080, 1.0, 1, None)
     s = load_settings({"QUESTLOG_HTTP_PORT": "9001", "QUESTLOG_TIME_SCALE": "0.05", "QUESTLOG_REPLICAS": "3"})
     assert (s.http_port, s.time_scale, s.replicas) == (9001, 0.05, 3)
+    s = load_settings({"QUESTLOG_ACK_WAIT_S": "7.5", "QUESTLOG_LISTEN_BACKLOG": "1024"})
+    assert (s.ack_wait_s, s.realtime.listen_backlog) == (7.5, 1024)
 
 
 @pytest.mark.parametrize(
     ("var", "value"),
-    [("QUESTLOG_HTTP_PORT", "eighty"), ("QUESTLOG_TIME_SCALE", "0"), ("QUESTLOG_REPLICAS", "2")],
+    [
+        ("QUESTLOG_HTTP_PORT", "eighty"),
+        ("QUESTLOG_TIME_SCALE", "0"),
+        ("QUESTLOG_REPLICAS", "2"),
+        ("QUESTLOG_ACK_WAIT_S", "0.5"),
+        ("QUESTLOG_LISTEN_BACKLOG", "0"),
+    ],
 )
 def test_bad_values_name_the_variable(var: str, value: str) -> None:
     with pytest.raises(SettingsError, match=var.removeprefix("QUESTLOG_").lower() + "|" + var):

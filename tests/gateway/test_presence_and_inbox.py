@@ -13,7 +13,7 @@ from aiohttp import web
 from questlog.events.schema import NewEvent, QueuePaused, QueueResumed
 from questlog.services.settings import RealtimeSettings
 from questlog.services.notifier import serve_notifier
-from questlog.services.presence import PresenceLeases, PresenceStore, changed_subject, run_sweeper
+from questlog.services.presence import PlayerLocks, PresenceLeases, PresenceStore, changed_subject, run_sweeper
 
 from .test_jsonrpc import authed
 
@@ -174,3 +174,56 @@ async def test_the_inbox_keeps_a_redelivered_older_event_and_drops_exact_repeats
     assert not await inbox.push(player_id, note(11)), "an exact repeat is not"
     got = await inbox.read(player_id, limit=10, mark_read=False)
     assert sorted(i["seq"] for i in got["items"]) == [10, 11] and got["unread"] == 2
+
+
+async def test_player_locks_order_one_player_and_let_others_through() -> None:
+    locks = PlayerLocks()
+    order: list[str] = []
+    async with locks.hold("a"):
+        async with asyncio.timeout(5):  # another player is not held up by "a"
+            async with locks.hold("b"):
+                order.append("b")
+        second_a_in = asyncio.Event()
+
+        async def second_a() -> None:
+            async with locks.hold("a"):
+                order.append("a2")
+                second_a_in.set()
+
+        waiter = asyncio.create_task(second_a())
+        for _ in range(20):  # give it every chance to run: it must still be waiting
+            await asyncio.sleep(0)
+        assert not second_a_in.is_set()
+        order.append("a1 done")
+    await asyncio.wait_for(waiter, 5)
+    assert order == ["b", "a1 done", "a2"]
+    assert len(locks) == 0  # nothing kept for players nobody holds
+
+
+async def test_renewal_extends_every_lease_and_announces_with_the_time_seen(gateway_wiring, player_id) -> None:
+    redis, nc = gateway_wiring.redis, gateway_wiring.nc
+    store = PresenceStore(redis, nc, ttl_s=30)
+    players = [f"{player_id}-{i}" for i in range(200)]
+    seen: list[dict] = []
+    all_online = asyncio.Event()
+
+    async def on_change(msg) -> None:
+        seen.append(msgspec.json.decode(msg.data))
+        if len(seen) == len(players):
+            all_online.set()
+
+    sub = await nc.subscribe("presence.changed.*", cb=on_change)
+    leases = PresenceLeases(store, "gw-renew", renew_every_s=3600)
+    try:
+        await asyncio.gather(*(leases.connected(p) for p in players))
+        await asyncio.wait_for(all_online.wait(), 10)
+        assert all(c["online"] and c["last_seen"] for c in seen if c["player_id"] in players)
+        before = {p: await redis.zscore(f"presence:gw:{p}", "gw-renew") for p in players}
+        await leases.renew_once()
+        after = {p: await redis.zscore(f"presence:gw:{p}", "gw-renew") for p in players}
+        assert all(after[p] >= before[p] for p in players) and any(after[p] > before[p] for p in players)
+    finally:
+        await leases.close()
+        await sub.unsubscribe()
+    for p in players:
+        assert await redis.zscore(f"presence:gw:{p}", "gw-renew") is None
