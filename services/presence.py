@@ -84,6 +84,28 @@ redis.call('ZADD', KEYS[2], live[2], ARGV[1])
 return {0, 0}
 """
 
+# KEYS index; ARGV gateway, ttl_ms, player... -> the players this gateway holds no live lease on.
+# Extends live leases only: a lease that was released, swept or has expired is
+# left to `join` (under the player's lock), which announces a comeback.
+# Builds each player's keys from the id: questlog runs on one Redis, not a cluster.
+_RENEW = _NOW + """
+local until_ms = now + tonumber(ARGV[2])
+local lost = {}
+for i = 3, #ARGV do
+  local player = ARGV[i]
+  local gw = 'presence:gw:' .. player
+  redis.call('ZREMRANGEBYSCORE', gw, '-inf', now)  -- crashed gateways' leases, and ours if it lapsed
+  if redis.call('ZSCORE', gw, ARGV[1]) then
+    redis.call('ZADD', gw, until_ms, ARGV[1])
+    redis.call('ZADD', KEYS[1], 'GT', until_ms, player)
+    redis.call('SET', 'presence:seen:' .. player, now)
+  else
+    lost[#lost + 1] = player
+  end
+end
+return lost
+"""
+
 # KEYS gw, seen -> {online, last_seen_ms}
 _GET = _NOW + """
 local n = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
@@ -122,6 +144,7 @@ class PresenceStore:
         self._leave = redis.register_script(_LEAVE)
         self._sweep = redis.register_script(_SWEEP)
         self._get = redis.register_script(_GET)
+        self._renew = redis.register_script(_RENEW)
 
     async def join(self, player_id: str, gateway_id: str) -> None:
         """Take or renew this gateway's lease on the player; announce them if they came online."""
@@ -130,6 +153,13 @@ class PresenceStore:
         )
         if int(came):
             await self._announce(player_id, True, int(seen))
+
+    async def renew(self, player_ids: list[str], gateway_id: str) -> list[str]:
+        """Extend this gateway's live leases in one call; the players whose lease is gone."""
+        if not player_ids:
+            return []
+        lost = await self._renew(keys=[INDEX], args=[gateway_id, self._ttl_ms, *player_ids])
+        return [p.decode() if isinstance(p, bytes) else str(p) for p in lost]
 
     async def leave(self, player_id: str, gateway_id: str) -> None:
         went, seen = await self._leave(
@@ -202,7 +232,7 @@ class PlayerLocks:
 class PresenceLeases:
     """One gateway's side: counts its sockets per player and keeps their leases renewed."""
 
-    RENEW_CONCURRENCY = 64
+    RENEW_BATCH = 500  # players per renewal script call
 
     def __init__(self, store: PresenceStore, gateway_id: str, renew_every_s: float) -> None:
         self._store = store
@@ -231,15 +261,19 @@ class PresenceLeases:
             await self._store.leave(player_id, self._gateway_id)
 
     async def renew_once(self) -> None:
-        """Renew every lease this gateway holds, a few players at a time."""
-        gate = asyncio.Semaphore(self.RENEW_CONCURRENCY)
+        """Renew every lease this gateway holds, RENEW_BATCH players per Redis call.
 
-        async def renew(player_id: str) -> None:
-            async with gate, self._locks.hold(player_id):
-                if player_id in self._counts:  # not left meanwhile
-                    await self._store.join(player_id, self._gateway_id)
-
-        await asyncio.gather(*(renew(p) for p in list(self._counts)))
+        No lock is needed for the batch: it only extends leases that are still
+        there, so it cannot undo a `leave`. A lease found gone while its player
+        is still connected here (it expired: Redis or this process stalled) is
+        taken again with `join` under the player's lock, which announces it.
+        """
+        players = list(self._counts)
+        for i in range(0, len(players), self.RENEW_BATCH):
+            for player_id in await self._store.renew(players[i : i + self.RENEW_BATCH], self._gateway_id):
+                async with self._locks.hold(player_id):
+                    if player_id in self._counts:
+                        await self._store.join(player_id, self._gateway_id)
 
     async def _renew(self) -> None:
         while True:

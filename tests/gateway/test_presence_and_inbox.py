@@ -222,6 +222,26 @@ async def test_renewal_extends_every_lease_and_announces_with_the_time_seen(gate
         await leases.renew_once()
         after = {p: await redis.zscore(f"presence:gw:{p}", "gw-renew") for p in players}
         assert all(after[p] >= before[p] for p in players) and any(after[p] > before[p] for p in players)
+
+        # a lease that lapsed (this process or Redis stalled) is taken again, and said
+        lapsed, gone = players[0], players[1]
+        await redis.zadd(f"presence:gw:{lapsed}", {"gw-renew": 1})
+        await leases.disconnected(gone)
+        came_back = asyncio.Event()
+        seen.clear()
+
+        async def on_lapsed(msg) -> None:
+            if msgspec.json.decode(msg.data)["online"]:
+                came_back.set()
+
+        sub2 = await nc.subscribe(changed_subject(lapsed), cb=on_lapsed)
+        await leases.renew_once()
+        await asyncio.wait_for(came_back.wait(), 10)
+        await sub2.unsubscribe()
+        assert (await redis.zscore(f"presence:gw:{lapsed}", "gw-renew") or 0) > after[lapsed]
+        # and renewal never brings back a lease its player gave up
+        assert await redis.zscore(f"presence:gw:{gone}", "gw-renew") is None
+        assert (await store.get([gone]))[0]["online"] is False
     finally:
         await leases.close()
         await sub.unsubscribe()
