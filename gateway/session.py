@@ -122,14 +122,23 @@ class Session:
             action()
 
     async def _write(self) -> None:
-        while True:
-            item = await self._out.get()
-            if isinstance(item, _Close):
-                self._begin_close(item.code, item.reason)
-                return
-            await self.ws.send_str(item)
-            if self._out.empty():  # idle now: keep no compressor until the next frame
-                release_compressor(self.ws)
+        loop = asyncio.get_running_loop()
+        quiet: asyncio.TimerHandle | None = None  # gives the compressor back if nothing follows
+        try:
+            while True:
+                item = await self._out.get()
+                if quiet is not None:
+                    quiet.cancel()
+                    quiet = None
+                if isinstance(item, _Close):
+                    self._begin_close(item.code, item.reason)
+                    return
+                await self.ws.send_str(item)
+                if self._out.empty():
+                    quiet = loop.call_later(self.gw.rt.deflate_idle_s, release_compressor, self.ws)
+        finally:
+            if quiet is not None:
+                quiet.cancel()
 
     def _queue(self, text: str) -> bool:
         if self._closing is not None or self._flushing:

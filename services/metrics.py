@@ -34,6 +34,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # One QuestlogMetrics per MeterProvider: an observable counter keeps only the
 # callbacks of its first registration, so the tallies behind it must be shared.
 _BY_PROVIDER: weakref.WeakKeyDictionary[MeterProvider, QuestlogMetrics] = weakref.WeakKeyDictionary()
+_global: QuestlogMetrics | None = None  # mirrors OTel's own global provider: see `from_global`
 
 
 class Tally:
@@ -160,7 +161,7 @@ class QuestlogMetrics:
 
     @classmethod
     def for_provider(cls, provider: MeterProvider) -> QuestlogMetrics:
-        """The one set of instruments on `provider`."""
+        """The one set of instruments on a private `provider` (for the global one: `from_global`)."""
         found = _BY_PROVIDER.get(provider)
         if found is None:
             found = _BY_PROVIDER[provider] = cls(provider.get_meter(METER_NAME))
@@ -168,8 +169,17 @@ class QuestlogMetrics:
 
     @classmethod
     def from_global(cls) -> QuestlogMetrics:
-        """Instruments on the process's MeterProvider (a no-op until `setup_telemetry` installs one)."""
-        return cls.for_provider(otel_metrics.get_meter_provider())
+        """The process's instruments, on the global MeterProvider.
+
+        Built once, on the API's meter: before `setup_telemetry` installs the
+        SDK that meter is a proxy, and OTel moves its instruments, callbacks
+        included, onto the real provider when it is installed. So a component
+        built before telemetry counts into the same tallies as one built after.
+        """
+        global _global
+        if _global is None:
+            _global = cls(otel_metrics.get_meter(METER_NAME))
+        return _global
 
     # -- commands service ------------------------------------------------------
 

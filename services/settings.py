@@ -24,6 +24,7 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     heartbeat_s: float = 15.0
     send_queue_size: int = 4096  # messages queued for one socket before it is closed 4008
+    deflate_idle_s: float = 5.0  # a socket quiet this long gives its compressor back (gateway/deflate.py)
     ws_deflate: bool = True  # offer permessage-deflate (≈23 KB more per idle socket, docs/benchmarks.md)
     max_inflight: int = 32  # requests one socket may have in progress; reading pauses beyond
     max_conns_per_player: int = 5  # per gateway process
@@ -115,6 +116,7 @@ _REALTIME_ENV = {
     "QUESTLOG_HEARTBEAT_S": "heartbeat_s",
     "QUESTLOG_SEND_QUEUE_SIZE": "send_queue_size",
     "QUESTLOG_WS_DEFLATE": "ws_deflate",
+    "QUESTLOG_DEFLATE_IDLE_S": "deflate_idle_s",
     "QUESTLOG_MAX_INFLIGHT": "max_inflight",
     "QUESTLOG_MAX_CONNS_PER_PLAYER": "max_conns_per_player",
     "QUESTLOG_MAX_CONNS_PER_IP": "max_conns_per_ip",
@@ -197,6 +199,8 @@ def _check(s: Settings) -> None:
         if not 0 <= port <= 65535:
             raise SettingsError(f"invalid setting: {name} {port} is not a TCP port")
     rt = s.realtime
+    if rt.deflate_idle_s < 0:
+        raise SettingsError("invalid setting: QUESTLOG_DEFLATE_IDLE_S must not be negative")
     if rt.listen_backlog < 1:
         raise SettingsError("invalid setting: QUESTLOG_LISTEN_BACKLOG must be at least 1")
     if rt.send_queue_size < 1 or rt.max_inflight < 1 or rt.presence_ttl_s <= 0 or rt.heartbeat_s <= 0:
@@ -206,7 +210,7 @@ def _check(s: Settings) -> None:
         raise SettingsError(
             "invalid setting: QUESTLOG_SEND_QUEUE_SIZE must hold a whole replay: at least 2 × QUESTLOG_REPLAY_LIMIT + 64"
         )
-    if not 1 <= s.ack_wait_s <= 3600:
-        raise SettingsError("invalid setting: QUESTLOG_ACK_WAIT_S must be between 1 and 3600 seconds")
+    if not 5 <= s.ack_wait_s <= 3600:
+        raise SettingsError("invalid setting: QUESTLOG_ACK_WAIT_S must be between 5 and 3600 seconds")
     if s.snapshot_every < 1 or s.replay_limit < 1 or s.max_frame_bytes < 1024:
         raise SettingsError("invalid setting: snapshot_every, replay_limit >= 1; max_frame_bytes >= 1024")

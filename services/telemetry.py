@@ -60,7 +60,7 @@ class Telemetry:
         self.registry = registry
         self.exporters = exporters
         self.installed = installed
-        self.metrics = QuestlogMetrics.for_provider(meter_provider)
+        self.metrics = QuestlogMetrics.from_global() if installed else QuestlogMetrics.for_provider(meter_provider)
 
     def prometheus_text(self) -> bytes:
         return prometheus_text(self.registry)

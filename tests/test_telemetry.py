@@ -8,6 +8,9 @@ tests sharing the servers never mix in.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -353,3 +356,27 @@ async def test_commands_count_by_method_and_outcome_with_latency(tmp_path) -> No
     assert sample(t, "questlog_commands_total", method="queue.pause", outcome="ok") == 1
     assert sample(t, "questlog_commands_total", method="queue.cancel", outcome="not_found") == 1
     assert sample(t, "questlog_command_duration_seconds_count", method="queue.pause", outcome="ok") == 1
+
+
+def test_counts_made_before_telemetry_is_set_up_are_not_lost() -> None:
+    """A component may take `from_global()` before `setup_telemetry`; one set of tallies serves both.
+
+    Run in a fresh interpreter: the global provider can be installed once per process.
+    """
+    script = textwrap.dedent(
+        """
+        from questlog.services.metrics import QuestlogMetrics
+        from questlog.services.telemetry import setup_telemetry
+        early = QuestlogMetrics.from_global()
+        early.message_taken("c", "handled")
+        t = setup_telemetry("questlog-test", environ={})
+        assert t.installed
+        QuestlogMetrics.from_global().message_taken("c", "handled")
+        t.metrics.message_taken("c", "handled")
+        print(t.prometheus_text().decode())
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True).stdout
+    families = {f.name: f for f in text_string_to_metric_families(out)}
+    (sample,) = [s for s in families["questlog_consumer_messages"].samples if s.name.endswith("_total")]
+    assert sample.value == 3, out

@@ -134,28 +134,36 @@ async def test_metrics_join_the_process_registry_without_clashes(gateway, http: 
 
 
 async def test_an_idle_socket_gives_back_its_compressor_and_later_frames_still_inflate(
-    gateway, open_socket, token, player_id
+    gateway_wiring, http: aiohttp.ClientSession, token, player_id
 ) -> None:
     from questlog.gateway.deflate import compressor_releasable
 
-    sock = await open_socket(compress=15)
-    assert sock.ws.compress == 15
-    assert "result" in await sock.request("session.hello", {"token": token(player_id)})
-    (session,) = [s for s in gateway.gw.connections.sessions if s.identity and s.identity.player_id == player_id]
-    assert compressor_releasable(session.ws), (
-        "aiohttp no longer keeps its compressor at WebSocketWriter._compressobj: gateway/deflate.py must follow it"
-    )
-    for _ in range(1000):  # the writer task drops it right after its last send; let it run
-        if session.ws._writer._compressobj is None:
-            break
-        await asyncio.sleep(0)
-    assert session.ws._writer._compressobj is None, "the idle socket still holds its zlib compressor"
+    from .conftest import RawSocket, start_gateway
 
-    # Frames after the release come from fresh compressors while the client keeps
-    # its context: every one must still inflate to the JSON the gateway meant.
-    for quantity in (2, 3):
-        answer = await sock.request("queue.enqueue", {"activity": "harvesting", "target": "oak_log", "quantity": quantity})
-        assert answer["result"]["version"] >= 1, answer
-    events = await sock.events(3)  # enqueued, started (by the processor), enqueued
-    enqueued = [e for e in events if e["type"] == "task.enqueued"]
-    assert [e["data"]["task"]["quantity"] for e in enqueued] == [2, 3], events
+    running = await start_gateway(gateway_wiring, deflate_idle_s=1.0)
+    try:
+        sock = RawSocket(await http.ws_connect(running.ws_url, compress=15))
+        assert sock.ws.compress == 15
+        assert "result" in await sock.request("session.hello", {"token": token(player_id)})
+        (session,) = [s for s in running.gw.connections.sessions if s.identity and s.identity.player_id == player_id]
+        assert compressor_releasable(session.ws), (
+            "aiohttp no longer keeps its compressor at WebSocketWriter._compressobj: gateway/deflate.py must follow it"
+        )
+        assert session.ws._writer._compressobj is not None, "a socket that just sent keeps its compressor"
+        async with asyncio.timeout(10):  # QUESTLOG_DEFLATE_IDLE_S after the last frame
+            while session.ws._writer._compressobj is not None:
+                await asyncio.sleep(0.05)
+
+        # Frames after the release come from a fresh compressor while the client
+        # keeps its context: every one must still inflate to the JSON meant.
+        for quantity in (2, 3):
+            answer = await sock.request(
+                "queue.enqueue", {"activity": "harvesting", "target": "oak_log", "quantity": quantity}
+            )
+            assert answer["result"]["version"] >= 1, answer
+        events = await sock.events(3)  # enqueued, started (by the processor), enqueued
+        enqueued = [e for e in events if e["type"] == "task.enqueued"]
+        assert [e["data"]["task"]["quantity"] for e in enqueued] == [2, 3], events
+        await sock.ws.close()
+    finally:
+        await running.runner.cleanup()

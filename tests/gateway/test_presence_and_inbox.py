@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import msgspec
+import pytest
 from aiohttp import web
 
 from questlog.events.schema import NewEvent, QueuePaused, QueueResumed
@@ -200,6 +201,22 @@ async def test_player_locks_order_one_player_and_let_others_through() -> None:
     assert len(locks) == 0  # nothing kept for players nobody holds
 
 
+async def test_player_locks_forget_a_waiter_that_was_cancelled() -> None:
+    locks = PlayerLocks()
+    async with locks.hold("a"):
+        waiter = asyncio.create_task(locks.hold("a").__aenter__())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not waiter.done()
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+    assert len(locks) == 0
+    async with asyncio.timeout(5), locks.hold("a"):  # and the player's lock is free again
+        pass
+    assert len(locks) == 0
+
+
 async def test_renewal_extends_every_lease_and_announces_with_the_time_seen(gateway_wiring, player_id) -> None:
     redis, nc = gateway_wiring.redis, gateway_wiring.nc
     store = PresenceStore(redis, nc, ttl_s=30)
@@ -218,6 +235,10 @@ async def test_renewal_extends_every_lease_and_announces_with_the_time_seen(gate
         await asyncio.gather(*(leases.connected(p) for p in players))
         await asyncio.wait_for(all_online.wait(), 10)
         assert all(c["online"] and c["last_seen"] for c in seen if c["player_id"] in players)
+        # the announced time is the one the join stored
+        first = next(c for c in seen if c["player_id"] == players[0])
+        stored_ms = int(await redis.get(f"presence:seen:{players[0]}"))
+        assert first["last_seen"] == (await store.get([players[0]]))[0]["last_seen"], (first, stored_ms)
         before = {p: await redis.zscore(f"presence:gw:{p}", "gw-renew") for p in players}
         await leases.renew_once()
         after = {p: await redis.zscore(f"presence:gw:{p}", "gw-renew") for p in players}
