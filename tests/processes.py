@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+import aiohttp
+
 QUESTLOG = str(Path(sys.executable).parent / "questlog")
 
 
@@ -36,6 +38,24 @@ class ServiceProcess:
             self.proc.terminate()
         async with asyncio.timeout(30):
             return await self.proc.wait()
+
+
+async def http_ready(base: str, proc: ServiceProcess | None = None, timeout: float = 30.0) -> None:
+    """Until `<base>/readyz` answers 200 (polled: a process start has no event to await).
+
+    With `proc`, fails at once, naming its log, if that process exits meanwhile.
+    """
+    async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
+        while True:
+            if proc is not None and proc.proc is not None and proc.proc.returncode is not None:
+                raise AssertionError(f"{proc.service} exited with {proc.proc.returncode}; logs in {proc.log_dir}")
+            try:
+                async with http.get(f"{base}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
 
 
 def service_env(nats_url: str, redis_url: str, **extra: str) -> dict[str, str]:

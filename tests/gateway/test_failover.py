@@ -15,22 +15,10 @@ from questlog.gateway.client import QuestlogClient
 from questlog.services.embedded import free_port
 from questlog.services.presence import changed_subject, run_sweeper
 
-from ..processes import ServiceProcess, service_env
+from ..processes import ServiceProcess, http_ready, service_env
 from .conftest import RawSocket
 
 TTL_S = 1.5
-
-
-async def ready(http: aiohttp.ClientSession, base: str, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                async with http.get(f"{base}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
 
 
 async def append(store, player_id: str, n: int) -> None:
@@ -70,8 +58,8 @@ async def test_kill_9_of_a_gateway_moves_the_client_gap_free_and_presence_follow
 
     subs = [await nc.subscribe(changed_subject(p), cb=on_change) for p in changes]
     async with aiohttp.ClientSession() as http:
-        for base in bases:
-            await ready(http, base)
+        for proc, base in zip(procs, bases, strict=True):
+            await http_ready(base, proc)
         client = QuestlogClient([f"ws://127.0.0.1:{p}/ws" for p in ports], token(player_id), backoff_base_s=0.02)
         try:
             start = await client.connect()

@@ -9,7 +9,6 @@ only drives it (no downloaded browser). Without Chromium the tests fail, saying 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -17,7 +16,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import msgspec
 import pytest
 import pytest_asyncio
@@ -28,7 +26,7 @@ from questlog.services.embedded import free_port
 from questlog.services.settings import Settings
 from questlog.services.wiring import Wiring
 
-from ..processes import ServiceProcess
+from ..processes import ServiceProcess, http_ready
 from ..stacks import in_process, private_stack
 
 TIME_SCALE = 0.1
@@ -94,19 +92,7 @@ class WebSystem:
         await self.gateway.kill9()
 
     async def gateway_ready(self, timeout: float = 30.0) -> None:
-        """Until `/readyz` answers 200 (polled: a process start has no event to await)."""
-        async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
-            while True:
-                proc = self.gateway.proc
-                if proc is not None and proc.returncode is not None:
-                    raise AssertionError(f"the gateway exited with {proc.returncode}; logs in {self.gateway.log_dir}")
-                try:
-                    async with http.get(f"{self.base}/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
+        await http_ready(self.base, self.gateway, timeout)
 
     async def call(self, method: str, player_id: str, **params: Any) -> Any:
         """A method through the commands service, as the player (what the server holds)."""
