@@ -27,14 +27,16 @@ from .wiring import Wiring
 log = logging.getLogger("questlog.presence")
 
 INDEX = "presence:index"
+GW_PREFIX = "presence:gw:"
+SEEN_PREFIX = "presence:seen:"
 
 
 def _gw_key(player_id: str) -> str:
-    return f"presence:gw:{player_id}"
+    return GW_PREFIX + player_id
 
 
 def _seen_key(player_id: str) -> str:
-    return f"presence:seen:{player_id}"
+    return SEEN_PREFIX + player_id
 
 
 def changed_subject(player_id: str) -> str:
@@ -93,12 +95,12 @@ local until_ms = now + tonumber(ARGV[2])
 local lost = {}
 for i = 3, #ARGV do
   local player = ARGV[i]
-  local gw = 'presence:gw:' .. player
+  local gw = '""" + GW_PREFIX + """' .. player
   redis.call('ZREMRANGEBYSCORE', gw, '-inf', now)  -- crashed gateways' leases, and ours if it lapsed
   if redis.call('ZSCORE', gw, ARGV[1]) then
     redis.call('ZADD', gw, until_ms, ARGV[1])
     redis.call('ZADD', KEYS[1], 'GT', until_ms, player)
-    redis.call('SET', 'presence:seen:' .. player, now)
+    redis.call('SET', '""" + SEEN_PREFIX + """' .. player, now)
   else
     lost[#lost + 1] = player
   end
