@@ -32,6 +32,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from .metrics import QuestlogMetrics
+from .settings import Settings
 
 log = logging.getLogger("questlog.consumer")
 _tracer = trace.get_tracer("questlog.consumer")
@@ -53,6 +54,18 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
     batch: int = 128
     max_ack_pending: int = 4096
     dead_letter_subject: str = "deadletter"
+
+    @classmethod
+    def of_service(
+        cls, settings: Settings, durable: str, filter_subjects: list[str], *, stream: str | None = None
+    ) -> ConsumerSpec:
+        """A service's durable: on the events stream unless `stream` says otherwise, with the deployment's ack wait."""
+        return cls(
+            durable=durable,
+            stream=stream or settings.events_stream,
+            filter_subjects=filter_subjects,
+            ack_wait_s=settings.ack_wait_s,
+        )
 
     def config(self) -> ConsumerConfig:
         return ConsumerConfig(

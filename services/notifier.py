@@ -212,12 +212,7 @@ class Notifier:
 
 
 def notifier_spec(settings: Settings, durable: str = DURABLE) -> ConsumerSpec:
-    return ConsumerSpec(
-        durable=durable,
-        stream=settings.events_stream,
-        filter_subjects=[events_of_type(t) for t in NOTABLE],
-        ack_wait_s=settings.ack_wait_s,
-    )
+    return ConsumerSpec.of_service(settings, durable, [events_of_type(t) for t in NOTABLE])
 
 
 async def serve_notifier(wiring: Wiring, stop: asyncio.Event, *, rt: Any = None, durable: str = DURABLE) -> None:

@@ -133,16 +133,8 @@ async def serve_processor(wiring: Wiring, stop: asyncio.Event, *, rules: Rules |
     rules = rules or load_rules(time_scale=wiring.settings.time_scale)
     processor = Processor(wiring, rules, clock or SystemClock(), await wiring.players())
     s = wiring.settings
-    events = ConsumerSpec(
-        durable="processor",
-        stream=s.events_stream,
-        filter_subjects=[events_of_type(t) for t in TRIGGERS],
-        dead_letter_subject="deadletter",
-        ack_wait_s=s.ack_wait_s,
-    )
-    timers = ConsumerSpec(
-        durable="processor-timers", stream=s.timers_stream, filter_subjects=[DUE_SUBJECTS], ack_wait_s=s.ack_wait_s
-    )
+    events = ConsumerSpec.of_service(s, "processor", [events_of_type(t) for t in TRIGGERS])
+    timers = ConsumerSpec.of_service(s, "processor-timers", [DUE_SUBJECTS], stream=s.timers_stream)
     await asyncio.gather(
         run_consumer(wiring.js, events, processor.on_event, stop),
         run_consumer(wiring.js, timers, processor.on_timer, stop),

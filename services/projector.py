@@ -33,10 +33,7 @@ class Projector:
 
 
 def projector_spec(wiring: Wiring) -> ConsumerSpec:
-    s = wiring.settings
-    return ConsumerSpec(
-        durable=DURABLE, stream=s.events_stream, filter_subjects=[EVENTS_WILDCARD], ack_wait_s=s.ack_wait_s
-    )
+    return ConsumerSpec.of_service(wiring.settings, DURABLE, [EVENTS_WILDCARD])
 
 
 async def serve_projector(wiring: Wiring, stop: asyncio.Event) -> None:

@@ -44,10 +44,5 @@ class RewardService:
 async def serve_reward(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | None = None) -> None:
     rules = rules or load_rules(time_scale=wiring.settings.time_scale)
     service = RewardService(wiring, rules, await wiring.players())
-    spec = ConsumerSpec(
-        durable="reward",
-        stream=wiring.settings.events_stream,
-        filter_subjects=[events_of_type("task.step_completed")],
-        ack_wait_s=wiring.settings.ack_wait_s,
-    )
+    spec = ConsumerSpec.of_service(wiring.settings, "reward", [events_of_type("task.step_completed")])
     await run_consumer(wiring.js, spec, service.on_step, stop)

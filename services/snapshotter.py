@@ -34,8 +34,5 @@ async def serve_snapshotter(wiring: Wiring, stop: asyncio.Event) -> None:
     snapshots = SnapshotStore(kv, PlayerState, STATE_SCHEMA)
     # a repository that folds from the last snapshot: each snapshot builds on the previous one
     repo = PlayerRepository(wiring.store, snapshots, cache_size=1000)
-    s = wiring.settings
-    spec = ConsumerSpec(
-        durable="snapshotter", stream=s.events_stream, filter_subjects=[EVENTS_WILDCARD], ack_wait_s=s.ack_wait_s
-    )
+    spec = ConsumerSpec.of_service(wiring.settings, "snapshotter", [EVENTS_WILDCARD])
     await run_consumer(wiring.js, spec, Snapshotter(repo, snapshots, wiring.settings.snapshot_every).on_event, stop)

@@ -6,13 +6,14 @@ import asyncio
 import uuid
 from collections import Counter
 
+import msgspec
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
-from questlog.services.consumer import ConsumerSpec, run_consumer
+from questlog.services.consumer import ConsumerSpec, ensure_consumer, run_consumer
 from questlog.services.settings import Settings
 
 
@@ -140,3 +141,14 @@ async def test_two_instances_share_one_durable_and_drain_on_stop(nc: NATS, setti
     assert all(v == 1 for v in handled.values()), "no message handled twice without a failure"
     assert by_instance[0] > 0 and by_instance[1] > 0, f"both instances should get work: {by_instance}"
     await settled(js, spec.durable)  # stop drains: everything fetched was acked
+
+
+async def test_a_service_durable_takes_the_deployment_ack_wait(nc: NATS, settings: Settings, test_stream: str) -> None:
+    """QUESTLOG_ACK_WAIT_S reaches the durable JetStream holds, not just the spec."""
+    tuned = msgspec.structs.replace(settings, ack_wait_s=7.0)
+    durable = f"ackwait-{uuid.uuid4().hex[:8]}"
+    spec = ConsumerSpec.of_service(tuned, durable, ["ctest.>"], stream=test_stream)
+    await ensure_consumer(nc.jetstream(), spec)
+    info = await nc.jetstream().consumer_info(test_stream, durable)
+    assert info.config.ack_wait == 7.0
+    assert ConsumerSpec.of_service(tuned, "x", ["y"]).stream == settings.events_stream
