@@ -1,14 +1,16 @@
-"""Give back an idle socket's permessage-deflate compressor.
+"""Give back a quiet socket's permessage-deflate compressor.
 
 aiohttp keeps one zlib compressor per WebSocket for the socket's whole life:
 about 110 KB once it has compressed a frame, three times the memory budget of
-an idle connection. A socket that stays quiet for `QUESTLOG_DEFLATE_IDLE_S`
-drops it; the next frame starts a fresh one. Not sooner: a fresh compressor
-costs ≈ 100 µs against ≈ 3 µs for a warm one, and compresses a small event
-far worse without the history of the frames before it. That is valid permessage-deflate even with context takeover: every frame
-ends on a sync flush, so a new deflate stream may follow, and a fresh
-compressor never refers back into data the client holds from earlier frames.
-A player who is sent something every few seconds keeps one compressor.
+an idle connection. A socket that has sent nothing for
+`QUESTLOG_DEFLATE_IDLE_S` drops it, and its next frame starts a fresh one.
+That is valid permessage-deflate even with context takeover: every frame ends
+on a sync flush, so a new deflate stream may follow, and a fresh compressor
+never refers back into data the client holds from earlier frames.
+
+Not sooner: a fresh compressor costs ≈ 100 µs against ≈ 3 µs for a warm one,
+and compresses a small event far worse without the frames before it, so a
+player who is sent something every few seconds keeps one.
 
 aiohttp has no public switch for this; `compressor_releasable` tells whether the
 installed aiohttp still keeps the compressor where this module looks for it
