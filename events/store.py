@@ -5,6 +5,13 @@ append names the last stream sequence the writer saw for the whole aggregate
 (`Nats-Expected-Last-Subject-Sequence` with the `players.<id>.events.>`
 wildcard as its subject); the server refuses it if anything landed since.
 Several events of one decision go in one atomic batch: all or none.
+
+Each append also points back at the aggregate's previous append: its first
+event carries `Questlog-Prev-Seq` (the sequence it was appended after), the
+others `Questlog-Append-Index` (how far they are from the first; a batch is
+stored at consecutive sequences). A resuming reader walks these pointers back
+from the aggregate's last event with exact gets, instead of a subject-filtered
+scan whose cost on the server grows with everything stored since.
 """
 
 from __future__ import annotations
@@ -35,6 +42,11 @@ from .subjects import EVENTS_WILDCARD, event_subject, player_events
 ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_BATCH_DUPLICATE_MSG_ID = 10201
 READ_BATCH = 500
+# A read from a version this close to the end walks the back-pointers (one get
+# per append); farther back, a binary search and a forward scan cost less.
+WALK_LIMIT = 1024
+PREV_SEQ = "Questlog-Prev-Seq"
+APPEND_INDEX = "Questlog-Append-Index"
 EPOCH_TTL_S = 10.0
 
 
@@ -108,8 +120,10 @@ class EventStore:
         registry: EventRegistry | None = None,
         timeout: float = 5.0,
         metrics: QuestlogMetrics | None = None,
+        walk_limit: int = WALK_LIMIT,
     ) -> None:
         self._nc = nc
+        self._walk_limit = walk_limit
         self._stream = settings.events_stream
         self._registry = registry or default_registry()
         self._timeout = timeout
@@ -192,6 +206,9 @@ class EventStore:
             if i == 0:
                 headers["Nats-Expected-Last-Subject-Sequence"] = str(expected.seq)
                 headers["Nats-Expected-Last-Subject-Sequence-Subject"] = player_events(player_id)
+                headers[PREV_SEQ] = str(expected.seq)
+            else:
+                headers[APPEND_INDEX] = str(i)
             if batch_id is not None:
                 headers["Nats-Batch-Id"] = batch_id
                 headers["Nats-Batch-Sequence"] = str(i + 1)
@@ -243,10 +260,16 @@ class EventStore:
 
         Uses batched direct gets (one request per `READ_BATCH` events, no consumer),
         so loading an aggregate costs no server-side state. Reading from a version
-        (a client resuming) first finds where that version sits in the stream,
-        so it costs O(log n) small requests, not a scan of the player's history.
+        near the end (a client resuming) walks the back-pointers from the last
+        event; farther back it first finds where that version sits in the
+        stream, so it costs O(log n) small requests, not a scan of the history.
         """
         if from_version > 1 and after_seq == 0:
+            walked = await self._walk_back(player_id, from_version)
+            if walked is not None:
+                if to_version is not None:
+                    walked = [r for r in walked if r.version <= to_version]
+                return walked[:limit] if limit is not None else walked
             after_seq = await self._seq_before(player_id, from_version)
             if after_seq < 0:
                 return []
@@ -262,6 +285,93 @@ class EventStore:
                 if limit is not None and len(out) >= limit:
                     break
         return out
+
+    async def _walk_back(self, player_id: str, from_version: int) -> list[Recorded] | None:
+        """The events from `from_version` to the last, by exact gets along the back-pointers.
+
+        None when the walk cannot be taken (too far back, events stored before
+        the pointers existed, anything inconsistent): the caller scans instead.
+        """
+        last = await self._last_msg(player_id)
+        if last is None:
+            return []
+        newest = self._decode(last)
+        if newest.version < from_version:
+            return []
+        if newest.version - from_version >= self._walk_limit:
+            return None
+        found = [newest]  # newest first
+        fetched: dict[int, Msg] = {}
+        msg, rec = last, newest
+        while rec.version > from_version:
+            headers = msg.headers or {}
+            if APPEND_INDEX in headers:  # the rest of its append lies just before it
+                index = int(headers[APPEND_INDEX])
+                prev = rec.seq - 1
+                if prev not in fetched and index > 0:
+                    for m in await self._get_run(rec.seq - index, index):
+                        fetched[int((m.headers or {}).get("Nats-Sequence", "0"))] = m
+            elif PREV_SEQ in headers:
+                prev = int(headers[PREV_SEQ])
+            else:
+                return None  # stored before the pointers
+            got = fetched.pop(prev, None) or await self._get(prev)
+            if got is None:
+                return None
+            msg, older = got, self._decode(got)
+            if older.player_id != player_id or older.version != rec.version - 1:
+                return None
+            found.append(older)
+            rec = older
+        found.reverse()
+        return found
+
+    async def _last_msg(self, player_id: str) -> Msg | None:
+        try:
+            msg = await self._nc.request(
+                f"$JS.API.DIRECT.GET.{self._stream}",
+                _json.encode({"last_by_subj": player_events(player_id)}),
+                timeout=self._timeout,
+            )
+        except NatsTimeout:
+            raise AppendFailed(f"direct get on {self._stream} timed out") from None
+        status = (msg.headers or {}).get("Status")
+        if status == "404":
+            return None
+        if status is not None:
+            raise AppendFailed(f"direct get failed: {status} {msg.headers}")
+        return msg
+
+    async def _get(self, seq: int) -> Msg | None:
+        """The message at `seq` (one exact direct get); None if it is gone."""
+        try:
+            msg = await self._nc.request(
+                f"$JS.API.DIRECT.GET.{self._stream}", _json.encode({"seq": seq}), timeout=self._timeout
+            )
+        except NatsTimeout:
+            raise AppendFailed(f"direct get on {self._stream} timed out") from None
+        return None if (msg.headers or {}).get("Status") is not None else msg
+
+    async def _get_run(self, first_seq: int, count: int) -> list[Msg]:
+        """`count` consecutive messages from `first_seq`, whatever their subject (one batched get)."""
+        reply, replies = await self._replies.open()
+        out: list[Msg] = []
+        try:
+            await self._nc.publish(
+                f"$JS.API.DIRECT.GET.{self._stream}",
+                _json.encode({"seq": first_seq, "batch": count}),
+                reply=reply,
+            )
+            while True:
+                try:
+                    msg = await asyncio.wait_for(replies.get(), self._timeout)
+                except asyncio.TimeoutError:
+                    raise AppendFailed(f"direct get on {self._stream} timed out") from None
+                if (msg.headers or {}).get("Status") is not None:  # 204 ends the batch, 404: nothing there
+                    return out
+                out.append(msg)
+        finally:
+            self._replies.close(reply)
 
     async def _first_from(self, player_id: str, seq: int) -> Recorded | None:
         """The player's first event at stream sequence `seq` or later (one direct get)."""
@@ -333,15 +443,8 @@ class EventStore:
 
     async def position(self, player_id: str) -> Position:
         """The aggregate's last version and sequence, from one direct get."""
-        try:
-            msg = await self._nc.request(
-                f"$JS.API.DIRECT.GET.{self._stream}",
-                _json.encode({"last_by_subj": player_events(player_id)}),
-                timeout=self._timeout,
-            )
-        except NatsTimeout:
-            raise AppendFailed(f"direct get on {self._stream} timed out") from None
-        if (msg.headers or {}).get("Status") == "404":
+        msg = await self._last_msg(player_id)
+        if msg is None:
             return Position()
         rec = self._decode(msg)
         return Position(rec.version, rec.seq)

@@ -215,20 +215,84 @@ async def test_live_subject_carries_only_stored_events(nc: NATS, store: EventSto
     assert got == [first[0].seq, second[0].seq]
 
 
-async def test_reading_from_a_version_finds_it_among_other_players_events(
-    store: EventStore, player_id: str
-) -> None:
-    """Resume reads locate the version by binary search; interleave another player to be sure."""
+class DirectGets:
+    """The direct-get requests the server receives, seen by a plain subscription on the API subject."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, object]] = []
+
+    async def watch(self, nc: NATS, settings: Settings) -> None:
+        async def seen(msg) -> None:
+            self.requests.append(msgspec.json.decode(msg.data))
+
+        self._sub = await nc.subscribe(f"$JS.API.DIRECT.GET.{settings.events_stream}", cb=seen)
+        await nc.flush()
+
+    async def stop(self, nc: NATS) -> None:
+        await nc.flush()
+        await self._sub.unsubscribe()
+
+    @property
+    def scans(self) -> list[dict[str, object]]:
+        """Requests that make the server search by subject (its cost grows with the stream)."""
+        return [r for r in self.requests if "next_by_subj" in r]
+
+
+async def _interleaved(store: EventStore, player_id: str, appends: int) -> None:
+    """`appends` decisions of 1–3 events for the player, another player's events between them."""
     other = player_id + "-x"
     mine, theirs = Position(), Position()
-    for i in range(40):
-        (r,) = await store.append(player_id, [paused(f"m{i}")], expected=mine, command_id=f"m{i}")
-        mine = Position(r.version, r.seq)
+    for i in range(appends):
+        events = [paused(f"m{i}-{k}") for k in range(1 + i % 3)]
+        recs = await store.append(player_id, events, expected=mine, command_id=f"m{i}")
+        mine = Position(recs[-1].version, recs[-1].seq)
         for j in range(i % 3):
             (t,) = await store.append(other, [paused("o")], expected=theirs, command_id=f"o{i}-{j}")
             theirs = Position(t.version, t.seq)
-    for v in (1, 2, 17, 39, 40):
+
+
+async def test_reading_from_a_version_walks_back_without_scanning(
+    nc: NATS, settings: Settings, store: EventStore, player_id: str
+) -> None:
+    """A resume's read follows each append's back-pointer with exact gets: no subject scan on the server."""
+    await _interleaved(store, player_id, 30)  # versions 1..60, in appends of 1, 2 and 3 events
+    last = (await store.position(player_id)).version
+    assert last == 60
+    gets = DirectGets()
+    await gets.watch(nc, settings)
+    for v in (2, 3, 17, 39, 59, 60):
         got = await store.read(player_id, from_version=v)
-        assert [e.version for e in got] == list(range(v, 41))
-    assert await store.read(player_id, from_version=41) == []
+        assert [e.version for e in got] == list(range(v, last + 1))
+        assert all(e.player_id == player_id for e in got)
+    assert await store.read(player_id, from_version=61) == []
     assert [e.version for e in await store.read(player_id, from_version=10, limit=3)] == [10, 11, 12]
+    assert [e.version for e in await store.read(player_id, from_version=10, to_version=12)] == [10, 11, 12]
+    await gets.stop(nc)
+    assert gets.requests, "the sniffing subscription saw no direct gets"
+    assert gets.scans == []
+
+
+async def test_reading_far_back_or_without_pointers_scans_and_is_still_exact(
+    nc: NATS, settings: Settings, player_id: str
+) -> None:
+    """Past the walk limit, or over events stored without back-pointers, the read falls back to the scan."""
+    near = EventStore(nc, settings, walk_limit=5)
+    await _interleaved(near, player_id, 10)  # versions 1..19
+    gets = DirectGets()
+    await gets.watch(nc, settings)
+    assert [e.version for e in await near.read(player_id, from_version=3)] == list(range(3, 20))
+    await gets.stop(nc)
+    assert gets.scans, "a read 16 versions back with walk_limit=5 should have scanned"
+
+    # events as an older store wrote them: no Questlog-* headers
+    old = player_id + "-old"
+    js = nc.jetstream()
+    for v in range(1, 6):
+        rec = Recorded(player_id=old, version=v, occurred_at=NOW, event=QueuePaused(reason=str(v)), command_id=f"c{v}")
+        await js.publish(event_subject(old, rec.type), codec.encode(rec), stream=settings.events_stream)
+    gets = DirectGets()
+    await gets.watch(nc, settings)
+    store = EventStore(nc, settings)
+    assert [e.version for e in await store.read(old, from_version=2)] == [2, 3, 4, 5]
+    await gets.stop(nc)
+    assert gets.scans, "events without back-pointers can only be found by a scan"
