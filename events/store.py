@@ -57,6 +57,13 @@ class Position(msgspec.Struct, frozen=True):
     seq: int = 0
 
 
+class Tail(msgspec.Struct, frozen=True):
+    """A player's position and the events after a version (None: too far behind, or past the end)."""
+
+    position: Position
+    events: list[Recorded] | None
+
+
 class _ApiError(msgspec.Struct):
     code: int = 0
     err_code: int = 0
@@ -265,11 +272,39 @@ class EventStore:
         stream, so it costs O(log n) small requests, not a scan of the history.
         """
         if from_version > 1 and after_seq == 0:
-            walked = await self._walk_back(player_id, from_version)
+            last = await self._last_msg(player_id)
+            walked = await self._walk_back(last, player_id, from_version) if last is not None else []
             if walked is not None:
                 if to_version is not None:
                     walked = [r for r in walked if r.version <= to_version]
                 return walked[:limit] if limit is not None else walked
+        return await self._scan(player_id, after_seq, from_version, to_version, limit)
+
+    async def since(self, player_id: str, version: int, limit: int) -> Tail:
+        """Where the player stands and, if at most `limit` behind, the events after `version`.
+
+        What a resume needs, for one request more than the events themselves:
+        the last event gives the position and starts the walk back.
+        """
+        last = await self._last_msg(player_id)
+        if last is None:
+            return Tail(Position(), [] if version == 0 else None)
+        newest = self._decode(last)
+        position = Position(newest.version, newest.seq)
+        if version > newest.version or newest.version - version > limit:
+            return Tail(position, None)
+        if version == newest.version:
+            return Tail(position, [])
+        events = await self._walk_back(last, player_id, version + 1)
+        if events is None:
+            events = await self._scan(player_id, 0, version + 1, newest.version, None)
+        return Tail(position, events)
+
+    async def _scan(
+        self, player_id: str, after_seq: int, from_version: int, to_version: int | None, limit: int | None
+    ) -> list[Recorded]:
+        """Batched subject-filtered gets from `after_seq` (found by binary search if 0 and a version is asked)."""
+        if from_version > 1 and after_seq == 0:
             after_seq = await self._seq_before(player_id, from_version)
             if after_seq < 0:
                 return []
@@ -286,15 +321,12 @@ class EventStore:
                     break
         return out
 
-    async def _walk_back(self, player_id: str, from_version: int) -> list[Recorded] | None:
-        """The events from `from_version` to the last, by exact gets along the back-pointers.
+    async def _walk_back(self, last: Msg, player_id: str, from_version: int) -> list[Recorded] | None:
+        """The events from `from_version` to `last` (the player's last), by exact gets along the back-pointers.
 
         None when the walk cannot be taken (too far back, events stored before
         the pointers existed, anything inconsistent): the caller scans instead.
         """
-        last = await self._last_msg(player_id)
-        if last is None:
-            return []
         newest = self._decode(last)
         if newest.version < from_version:
             return []

@@ -38,19 +38,14 @@ async def recover(
     store: EventStore, player_id: str, resume: Resume | None, replay_limit: int, query: Query
 ) -> Recovery:
     epoch = await store.epoch()
-    pos = await store.position(player_id)
-    if resume is not None and resume.epoch == epoch and resume.version <= pos.version:
-        missed = pos.version - resume.version
-        if missed <= replay_limit:
-            events = (
-                await store.read(player_id, from_version=resume.version + 1, to_version=pos.version)
-                if missed
-                else []
-            )
+    if resume is not None and resume.epoch == epoch:
+        tail = await store.since(player_id, resume.version, replay_limit)
+        if tail.events is not None:
+            pos, events = tail.position, tail.events
             if [e.version for e in events] != list(range(resume.version + 1, pos.version + 1)):
                 raise internal("the log could not be read back densely; reconnect")
             return Recovery(
-                epoch=epoch, version=pos.version, recovered=True, missed=missed, events=events, last_seq=pos.seq
+                epoch=epoch, version=pos.version, recovered=True, missed=len(events), events=events, last_seq=pos.seq
             )
     state, version = await full_state(query)
     after = await store.position(player_id)

@@ -272,6 +272,26 @@ async def test_reading_from_a_version_walks_back_without_scanning(
     assert gets.scans == []
 
 
+async def test_since_gives_position_and_the_missed_events_or_none(
+    nc: NATS, settings: Settings, store: EventStore, player_id: str
+) -> None:
+    """What a resume asks: one last-event get, then one exact get per missed append."""
+    await _interleaved(store, player_id, 6)  # appends of 1,2,3,1,2,3 events: versions 1..12
+    pos = await store.position(player_id)
+    gets = DirectGets()
+    await gets.watch(nc, settings)
+    tail = await store.since(player_id, 8, limit=10)
+    await gets.stop(nc)
+    assert tail.position == pos
+    assert tail.events is not None and [e.version for e in tail.events] == [9, 10, 11, 12]
+    # 12: the last-event get; 10 and 11 share its append: one run get; 9 ends the append before: one get
+    assert len(gets.requests) == 3 and gets.scans == []
+    assert (await store.since(player_id, 12, limit=10)).events == []
+    assert (await store.since(player_id, 1, limit=10)).events is None  # 11 behind
+    assert (await store.since(player_id, 13, limit=10)).events is None  # from the future
+    assert (await store.since(player_id + "-nobody", 0, limit=10)).events == []
+
+
 async def test_reading_far_back_or_without_pointers_scans_and_is_still_exact(
     nc: NATS, settings: Settings, player_id: str
 ) -> None:
