@@ -63,8 +63,10 @@ def test_load_idle(tmp_path: Path) -> None:
 
 
 def test_reconnect_storm(tmp_path: Path) -> None:
-    f = bench(tmp_path, "reconnect-storm", "--players", "20", "--events", "3")["figures"]
+    """Two gateways: every client resumes on the other one than it left."""
+    f = bench(tmp_path, "reconnect-storm", "--players", "20", "--events", "3", "--gateways", "2")["figures"]
     assert f["recovered"] == 20 and f["gap_free"] == 20 and f["all_recovered_s"] > 0
+    assert f["gateways"] == 2 and {"gateway", "gateway-1"} <= {c["name"] for c in f["cpu"]}
 
 
 def test_rebuild(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ history and the client a position). Phase 2: every client closes; while they
 are away each player gets `missed` more commands through the commands service
 over NATS (nothing of it reaches a client live). Phase 3: N new clients
 resume from the (epoch, version) the old ones held, all started at the same
-moment. Measured: the time until every client has its hello and every missed
+moment. With several gateways, each client comes back to another one than it
+left, as after a gateway's crash behind a load balancer. Measured: the time until every client has its hello and every missed
 event; checked: `recovered` is true and each client's versions after its old
 position are exactly old+1 … current, nothing missing, nothing twice.
 """
@@ -36,6 +37,7 @@ ENQUEUE = {"activity": "harvesting", "target": "oak_log", "quantity": 1}
 
 class StormFigures(msgspec.Struct, kw_only=True):
     clients: int
+    gateways: int
     missed_per_client: int
     all_recovered_s: float
     per_client: LatencySummary  # from the storm's start to that client's last missed event
@@ -57,21 +59,26 @@ class _Outcome(msgspec.Struct):
     failure: str = ""
 
 
-async def run_storm(result: BenchResult, console: Console, *, clients: int, missed: int, timeout_s: float = 60.0) -> None:
+async def run_storm(
+    result: BenchResult, console: Console, *, clients: int, missed: int, gateways: int = 1, timeout_s: float = 60.0
+) -> None:
     run = f"st-{uuid.uuid4().hex[:6]}"
     ids = [f"{run}-{i:05d}" for i in range(clients)]
-    async with BenchStack(("commands",), gateway=True) as stack:
+    async with BenchStack(("commands",), gateway=True, gateways=gateways) as stack:
         assert stack.nc is not None
+        urls = stack.gateway_urls
         tokens = {p: issue_token(stack.settings, p, ttl_s=3600) for p in ids}
+        left = {p: urls[i % len(urls)] for i, p in enumerate(ids)}
+        back = {p: urls[(i + 1) % len(urls)] for i, p in enumerate(ids)}  # another gateway, if there are several
         with Dashboard(console, "reconnect-storm") as dash:
-            dash.stats["stack"] = "nats-server, redis-server, commands, gateway (subprocesses)"
-            positions = await _first_sessions(dash, stack.gateway_url, ids, tokens)
+            dash.stats["stack"] = f"nats-server, redis-server, commands, {len(urls)} gateway(s) (subprocesses)"
+            positions = await _first_sessions(dash, left, ids, tokens)
             epoch = next(iter(positions.values()))[0]
             await _all_closed(dash, stack)
             targets = await _events_happen(dash, CommandClient(stack.nc, timeout=30.0), ids, missed)
             cpu = CpuWindow(stack.pids())
             cpu.start()
-            outcomes, total = await _storm(dash, stack.gateway_url, ids, tokens, positions, targets, timeout_s)
+            outcomes, total = await _storm(dash, back, ids, tokens, positions, targets, timeout_s)
             usage = cpu.stop()
             dash.stats["all recovered in"] = f"{total:.3f} s"
     failures: dict[str, int] = {}
@@ -85,6 +92,7 @@ async def run_storm(result: BenchResult, console: Console, *, clients: int, miss
         hello.add(o.hello_s)
     figures = StormFigures(
         clients=clients,
+        gateways=gateways,
         missed_per_client=missed,
         all_recovered_s=round(total, 3),
         per_client=per_client.summary(),
@@ -104,7 +112,7 @@ async def run_storm(result: BenchResult, console: Console, *, clients: int, miss
 
 
 async def _first_sessions(
-    dash: Dashboard, url: str, ids: list[str], tokens: dict[str, str]
+    dash: Dashboard, urls: dict[str, str], ids: list[str], tokens: dict[str, str]
 ) -> dict[str, tuple[str, int]]:
     """Connect, enqueue once, wait for our own events; the (epoch, version) each client holds."""
     task = dash.phase(f"phase 1: {len(ids)} clients connect and play once", len(ids))
@@ -113,7 +121,7 @@ async def _first_sessions(
 
     async def one(p: str) -> None:
         async with gate:
-            client = BenchClient(url, tokens[p], reconnect=False)
+            client = BenchClient(urls[p], tokens[p], reconnect=False)
             try:
                 await client.connect()
                 answer = await client.call("queue.enqueue", {**ENQUEUE, "command_id": f"{p}-first"})
@@ -159,7 +167,7 @@ async def _events_happen(dash: Dashboard, commands: CommandClient, ids: list[str
 
 async def _storm(
     dash: Dashboard,
-    url: str,
+    urls: dict[str, str],
     ids: list[str],
     tokens: dict[str, str],
     positions: dict[str, tuple[str, int]],
@@ -167,7 +175,7 @@ async def _storm(
     timeout_s: float,
 ) -> tuple[list[_Outcome], float]:
     task = dash.phase(f"phase 3: {len(ids)} clients reconnect at once", len(ids))
-    clients = {p: BenchClient(url, tokens[p], epoch=positions[p][0], version=positions[p][1], reconnect=False)
+    clients = {p: BenchClient(urls[p], tokens[p], epoch=positions[p][0], version=positions[p][1], reconnect=False)
                for p in ids}
     start = asyncio.Event()
     t0 = 0.0

@@ -45,6 +45,9 @@ def add_bench_parser(sub: Any) -> None:
                    help="load --idle: bare sockets that decline permessage-deflate (the client always offers it)")
     b.add_argument("--events", type=int, help="rebuild: events in the log (100000); "
                    "reconnect-storm: events each client misses (5)")
+    b.add_argument("--gateways", type=int, default=1,
+                   help="reconnect-storm: gateway processes, as behind a load balancer; each client comes back "
+                   "to another one than it left (default 1)")
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--out", default="bench-results", help="directory of the JSON result files")
 
@@ -89,7 +92,7 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
     elif args.scenario == "reconnect-storm":
         from .reconnect_storm import run_storm
 
-        await run_storm(result, console, clients=args.players, missed=args.events)
+        await run_storm(result, console, clients=args.players, missed=args.events, gateways=args.gateways)
     elif args.scenario == "rebuild":
         from .rebuild import run_rebuild
 
@@ -107,7 +110,7 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
     keys = {
         "append": ("players", "duration"),
         "load": ("idle", "duration", "deflate") if args.idle else ("players", "rate", "duration", "seed"),
-        "reconnect-storm": ("players", "events"),
+        "reconnect-storm": ("players", "events", "gateways"),
         "rebuild": ("players", "events"),
         "chaos": ("players", "rate", "duration", "seed"),
     }[args.scenario]

@@ -119,12 +119,14 @@ class BenchStack:
         services: Sequence[str] = (),
         *,
         gateway: bool = False,
+        gateways: int = 1,
         time_scale: float = 1.0,
         instances: dict[str, int] | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.wanted = list(services)
         self.want_gateway = gateway
+        self.want_gateways = max(1, gateways) if gateway else 0
         self.time_scale = time_scale
         self.instances = instances or {}
         self.extra_env = extra_env or {}
@@ -132,9 +134,9 @@ class BenchStack:
         self.nc: NATS | None = None
         self.servers: list[ServerProcess] = []
         self.procs: list[ServiceProcess] = []
-        self.gateway: ServiceProcess | None = None
-        self.gateway_url = ""
-        self.http_url = ""
+        self.gateways: list[ServiceProcess] = []  # separate processes, as behind a load balancer
+        self.gateway_urls: list[str] = []
+        self.http_urls: list[str] = []
         self.external = False
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.dir = Path(".")
@@ -181,13 +183,25 @@ class BenchStack:
             for i in range(self.instances.get(service, 1)):
                 proc = ServiceProcess(service, self.env(), self.dir, i)
                 self.procs.append(await proc.start())
-        if self.want_gateway:
+        for i in range(self.want_gateways):
             port = free_port()
             env = {**self.env(), **GATEWAY_ENV, "QUESTLOG_HTTP_PORT": str(port)}
-            self.gateway = await ServiceProcess("gateway", env, self.dir).start()
-            self.gateway_url = f"ws://127.0.0.1:{port}/ws"
-            self.http_url = f"http://127.0.0.1:{port}"
+            self.gateways.append(await ServiceProcess("gateway", env, self.dir, i).start())
+            self.gateway_urls.append(f"ws://127.0.0.1:{port}/ws")
+            self.http_urls.append(f"http://127.0.0.1:{port}")
         await self.ready()
+
+    @property
+    def gateway(self) -> ServiceProcess | None:
+        return self.gateways[0] if self.gateways else None
+
+    @property
+    def gateway_url(self) -> str:
+        return self.gateway_urls[0] if self.gateway_urls else ""
+
+    @property
+    def http_url(self) -> str:
+        return self.http_urls[0] if self.http_urls else ""
 
     def env(self) -> dict[str, str]:
         s = self.settings
@@ -207,7 +221,7 @@ class BenchStack:
 
     async def stop(self, keep: bool = False) -> None:
         """Stop everything; `keep` leaves the directory (service logs) for a post-mortem."""
-        procs = [*self.procs, *([self.gateway] if self.gateway else [])]
+        procs = [*self.procs, *self.gateways]
         await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
         if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
@@ -232,7 +246,7 @@ class BenchStack:
         deadline = time.monotonic() + timeout
         assert self.nc is not None
         js = self.nc.jetstream()
-        for proc in [*self.procs, *([self.gateway] if self.gateway else [])]:
+        for proc in [*self.procs, *self.gateways]:
             while True:
                 if not proc.alive:
                     raise StackError(f"{proc.name} exited at start-up: {proc.tail()} (log {proc.log_path})")
@@ -252,7 +266,8 @@ class BenchStack:
                 return False
         if proc.service == "gateway":
             try:
-                async with aiohttp.ClientSession() as http, http.get(f"{self.http_url}/readyz") as r:
+                url = self.http_urls[self.gateways.index(proc)]
+                async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as r:
                     return r.status == 200
             except aiohttp.ClientError:
                 return False
@@ -275,18 +290,22 @@ class BenchStack:
                 out[server.name] = server.pid
         for proc in self.procs:
             out[proc.name] = proc.pid
-        if self.gateway is not None:
-            out["gateway"] = self.gateway.pid
+        for gateway in self.gateways:
+            out[gateway.name] = gateway.pid
         return out
 
     def of(self, service: str) -> list[ServiceProcess]:
         return [p for p in self.procs if p.service == service]
 
     async def gateway_metric(self, name: str) -> float:
-        """One value from the gateway's /metrics (e.g. `questlog_gateway_connections`)."""
-        async with aiohttp.ClientSession() as http, http.get(f"{self.http_url}/metrics") as r:
-            text = await r.text()
-        for line in text.splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        """One value from the gateways' /metrics (e.g. `questlog_gateway_connections`), summed over them."""
+        total = 0.0
+        async with aiohttp.ClientSession() as http:
+            for url in self.http_urls:
+                async with http.get(f"{url}/metrics") as r:
+                    text = await r.text()
+                for line in text.splitlines():
+                    if line.startswith(name + "{") or line.startswith(name + " "):
+                        total += float(line.rsplit(" ", 1)[1])
+                        break
+        return total
