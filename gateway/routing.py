@@ -25,7 +25,7 @@ from questlog.services.protocol import METHODS, Method, RpcError
 from . import jsonrpc
 from .auth import Identity
 from .openrpc import openrpc_document
-from .ratelimit import Bucket
+from .ratelimit import Bucket, Claim
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -114,11 +114,10 @@ class Router:
 
     async def _limit(self, caller: Caller) -> None:
         rt = self._gw.rt
-        wait = await self._gw.limiter.take("ip", caller.ip, Bucket(rt.rate_ip_per_s, rt.rate_ip_burst))
-        if not wait and caller.identity is not None:
-            wait = await self._gw.limiter.take(
-                "player", caller.identity.player_id, Bucket(rt.rate_player_per_s, rt.rate_player_burst)
-            )
+        claims = [Claim("ip", caller.ip, Bucket(rt.rate_ip_per_s, rt.rate_ip_burst))]
+        if caller.identity is not None:
+            claims.append(Claim("player", caller.identity.player_id, Bucket(rt.rate_player_per_s, rt.rate_player_burst)))
+        wait = await self._gw.limiter.take(claims)
         if wait:
             self._gw.otel.refused_by_rate_limit("method")
             raise protocol.rate_limited(wait)

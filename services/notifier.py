@@ -27,6 +27,7 @@ from questlog.events.registry import EventRegistry
 from questlog.events.schema import QueuePaused, Recorded, RewardGranted
 from questlog.events.subjects import events_of_type
 
+from .batching import Coalescer
 from .consumer import ConsumerSpec, run_consumer
 from .presence import PresenceStore
 from .protocol import rfc3339
@@ -111,6 +112,7 @@ class Inbox:
         self._redis = redis
         self._max = max_items
         self._push = redis.register_script(_PUSH)
+        self._unread = Coalescer(self._unread_batch)  # every hello asks: one MGET for the hellos of a moment
 
     async def push(self, player_id: str, note: Notification) -> bool:
         stored = await self._push(
@@ -120,8 +122,10 @@ class Inbox:
         return bool(int(stored))
 
     async def unread(self, player_id: str) -> int:
-        raw = await self._redis.get(unread_key(player_id))
-        return int(raw or 0)
+        return await self._unread(player_id)
+
+    async def _unread_batch(self, player_ids: list[str]) -> list[int]:
+        return [int(raw or 0) for raw in await self._redis.mget([unread_key(p) for p in player_ids])]
 
     async def read(self, player_id: str, limit: int, mark_read: bool) -> dict[str, Any]:
         items = await self._redis.lrange(inbox_key(player_id), 0, limit - 1)

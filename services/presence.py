@@ -22,6 +22,7 @@ import msgspec
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 
+from .batching import Coalescer
 from .wiring import Wiring
 
 log = logging.getLogger("questlog.presence")
@@ -48,30 +49,34 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# Each transition script answers {1 if the player changed state, last seen ms}:
-# the announcement is built from the same atomic step, with no second read.
-
-# KEYS gw, index, seen; ARGV gateway, ttl_ms, player -> came online?
-_JOIN = _NOW + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local before = redis.call('ZCARD', KEYS[1])
+# A gateway's joins and leaves of one moment go in one script run (services/batching.py).
+# KEYS index; ARGV gateway, ttl_ms, then (1 join | 0 leave, player) pairs
+# -> per pair {1 if the player changed state, last seen ms}: the announcement is
+# built from the same atomic step, with no second read. Pairs apply in order, so
+# a join and a leave of one player in the same run end as they were asked.
+_TRANSITIONS = _NOW + """
+local out = {}
 local until_ms = now + tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], until_ms, ARGV[1])
-redis.call('ZADD', KEYS[2], 'GT', until_ms, ARGV[3])
-redis.call('SET', KEYS[3], now)
-return {before == 0 and 1 or 0, now}
-"""
-
-# KEYS gw, index, seen; ARGV gateway, player -> went offline?
-_LEAVE = _NOW + """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('SET', KEYS[3], now)
-if redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[1])
-  if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then return {1, now} end
+for i = 3, #ARGV, 2 do
+  local player = ARGV[i + 1]
+  local gw = '""" + GW_PREFIX + """' .. player
+  redis.call('SET', '""" + SEEN_PREFIX + """' .. player, now)
+  redis.call('ZREMRANGEBYSCORE', gw, '-inf', now)
+  local changed = 0
+  if ARGV[i] == '1' then
+    if redis.call('ZCARD', gw) == 0 then changed = 1 end
+    redis.call('ZADD', gw, until_ms, ARGV[1])
+    redis.call('ZADD', KEYS[1], 'GT', until_ms, player)
+  else
+    redis.call('ZREM', gw, ARGV[1])
+    if redis.call('ZCARD', gw) == 0 then
+      redis.call('DEL', gw)
+      changed = redis.call('ZREM', KEYS[1], player)
+    end
+  end
+  out[#out + 1] = {changed, now}
 end
-return {0, now}
+return out
 """
 
 # KEYS gw, index, seen; ARGV player -> went offline (every lease had expired)?
@@ -142,19 +147,17 @@ class PresenceStore:
         self._redis = redis
         self._nc = nc
         self._ttl_ms = int(ttl_s * 1000)
-        self._join = redis.register_script(_JOIN)
-        self._leave = redis.register_script(_LEAVE)
+        self._transitions = redis.register_script(_TRANSITIONS)
+        self._transition = Coalescer(self._run_transitions)
         self._sweep = redis.register_script(_SWEEP)
         self._get = redis.register_script(_GET)
         self._renew = redis.register_script(_RENEW)
 
     async def join(self, player_id: str, gateway_id: str) -> None:
         """Take or renew this gateway's lease on the player; announce them if they came online."""
-        came, seen = await self._join(
-            keys=[_gw_key(player_id), INDEX, _seen_key(player_id)], args=[gateway_id, self._ttl_ms, player_id]
-        )
-        if int(came):
-            await self._announce(player_id, True, int(seen))
+        came, seen = await self._transition((True, player_id, gateway_id))
+        if came:
+            await self._announce(player_id, True, seen)
 
     async def renew(self, player_ids: list[str], gateway_id: str) -> list[str]:
         """Extend this gateway's live leases in one call; the players whose lease is gone."""
@@ -164,11 +167,21 @@ class PresenceStore:
         return [p.decode() if isinstance(p, bytes) else str(p) for p in lost]
 
     async def leave(self, player_id: str, gateway_id: str) -> None:
-        went, seen = await self._leave(
-            keys=[_gw_key(player_id), INDEX, _seen_key(player_id)], args=[gateway_id, player_id]
-        )
-        if int(went):
-            await self._announce(player_id, False, int(seen))
+        went, seen = await self._transition((False, player_id, gateway_id))
+        if went:
+            await self._announce(player_id, False, seen)
+
+    async def _run_transitions(self, asked: list[tuple[bool, str, str]]) -> list[tuple[bool, int]]:
+        """One script run per gateway id among `asked` (a process has one, tests may have several)."""
+        answers: dict[int, tuple[bool, int]] = {}
+        for gateway_id in dict.fromkeys(g for _, _, g in asked):
+            mine = [(i, join, player) for i, (join, player, g) in enumerate(asked) if g == gateway_id]
+            args: list[str | int] = [gateway_id, self._ttl_ms]
+            for _, join, player in mine:
+                args.extend((1 if join else 0, player))
+            for (i, _, _), (changed, seen) in zip(mine, await self._transitions(keys=[INDEX], args=args)):
+                answers[i] = (bool(int(changed)), int(seen))
+        return [answers[i] for i in range(len(asked))]
 
     async def sweep_once(self, batch: int = 500) -> int:
         """Players whose every lease expired go offline; returns how many did."""

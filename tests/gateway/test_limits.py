@@ -88,3 +88,33 @@ async def test_shutdown_drains_with_1001(gateway_wiring, http: aiohttp.ClientSes
     cleanup = asyncio.create_task(running.runner.cleanup())
     assert await sock.closed() == 1001
     await cleanup
+
+
+async def test_rate_limiter_takes_from_every_bucket_of_a_call_or_from_none(redis_client, player_id) -> None:
+    from questlog.gateway.ratelimit import Bucket, Claim, RateLimiter
+
+    limiter = RateLimiter(redis_client, prefix=f"rl-{player_id}")
+    ip = Claim("ip", "10.0.0.1", Bucket(rate_per_s=0.001, burst=10))
+    player = Claim("player", player_id, Bucket(rate_per_s=0.001, burst=2))
+    assert await limiter.take([ip, player]) == 0
+    assert await limiter.take([ip, player]) == 0
+    assert await limiter.take([ip, player]) > 0  # the player's bucket is empty ...
+    tokens = float(await redis_client.hget(f"rl-{player_id}:ip:10.0.0.1", "tokens"))
+    assert 7.9 < tokens < 8.1  # ... and the refused call took nothing from the address's
+
+
+async def test_concurrent_takes_share_one_script_run_and_grant_exactly_the_burst(redis_client, player_id) -> None:
+    from questlog.gateway.ratelimit import Bucket, Claim, RateLimiter
+
+    class Counted(RateLimiter):
+        runs = 0
+
+        async def _take_batch(self, calls):
+            Counted.runs += 1
+            return await super()._take_batch(calls)
+
+    limiter = Counted(redis_client, prefix=f"rl-{player_id}")
+    claim = Claim("player", player_id, Bucket(rate_per_s=0.001, burst=25))
+    waits = await asyncio.gather(*(limiter.take([claim]) for _ in range(40)))
+    assert Counted.runs == 1
+    assert sum(1 for w in waits if w == 0) == 25 and all(w > 0 for w in waits[25:])

@@ -1,0 +1,60 @@
+"""Concurrent single calls coalesced into one batched round trip.
+
+A Redis command costs this process ~150 µs of CPU in redis-py whatever it
+carries, so a gateway answering hundreds of calls at once spends most of its
+time on the client, not on Redis. A `Coalescer` gathers the calls made in the
+same turn of the event loop, and those made while a batch is in flight, into
+one batch (DataLoader's trick): under load a batch carries many, alone a call
+waits one loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+RunBatch = Callable[[list[T]], Awaitable[Sequence[R]]]  # one answer per item, in order
+
+
+class Coalescer(Generic[T, R]):
+    def __init__(self, run: RunBatch[T, R], max_batch: int = 500) -> None:
+        self._run = run
+        self._max = max_batch
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def __call__(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())  # starts next turn: this turn's calls join
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[: self._max], self._pending[self._max :]
+                sent = [(item, future) for item, future in batch if not future.cancelled()]
+                if not sent:
+                    continue
+                try:
+                    answers = await self._run([item for item, _ in sent])
+                    if len(answers) != len(sent):
+                        raise RuntimeError(f"a batch of {len(sent)} got {len(answers)} answers")
+                except BaseException as exc:  # every caller of the batch sees the failure
+                    failure = exc if isinstance(exc, Exception) else RuntimeError("the batch was cancelled")
+                    for _, future in sent:
+                        if not future.done():
+                            future.set_exception(failure)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), answer in zip(sent, answers):
+                    if not future.done():  # its caller may have given up meanwhile
+                        future.set_result(answer)
+        finally:
+            self._flusher = None
