@@ -48,7 +48,9 @@ class QuestlogClient:
         backoff_base_s: float = 0.05,
         backoff_max_s: float = 5.0,
         call_timeout_s: float = 30.0,
+        http: aiohttp.ClientSession | None = None,
     ) -> None:
+        """`http`: a session shared with other clients (many clients in one process); it stays open at `close`."""
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self._token_source = token
         self.epoch, self.version = epoch, version
@@ -67,7 +69,8 @@ class QuestlogClient:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ordered: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._http: aiohttp.ClientSession | None = None
+        self._http: aiohttp.ClientSession | None = http
+        self._own_http = http is None
         self._runner: asyncio.Task[None] | None = None
         self._orderer: asyncio.Task[None] | None = None
         self._first: asyncio.Future[dict[str, Any]] | None = None
@@ -77,7 +80,8 @@ class QuestlogClient:
 
     async def connect(self) -> dict[str, Any]:
         """Open the first session; the hello result (an error if the first hello fails)."""
-        self._http = aiohttp.ClientSession()
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
         self._first = asyncio.get_running_loop().create_future()
         self._orderer = asyncio.create_task(self._order_events(), name="client-events")
         self._runner = asyncio.create_task(self._run(), name="client-connection")
@@ -96,7 +100,7 @@ class QuestlogClient:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self._http is not None:
+        if self._http is not None and self._own_http:
             await self._http.close()
 
     async def __aenter__(self) -> QuestlogClient:

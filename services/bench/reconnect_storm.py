@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+import aiohttp
 import msgspec
 from rich.console import Console
 
@@ -70,17 +71,19 @@ async def run_storm(
         tokens = {p: issue_token(stack.settings, p, ttl_s=3600) for p in ids}
         left = {p: urls[i % len(urls)] for i, p in enumerate(ids)}
         back = {p: urls[(i + 1) % len(urls)] for i, p in enumerate(ids)}  # another gateway, if there are several
-        with Dashboard(console, "reconnect-storm") as dash:
-            dash.stats["stack"] = f"nats-server, redis-server, commands, {len(urls)} gateway(s) (subprocesses)"
-            positions = await _first_sessions(dash, left, ids, tokens)
-            epoch = next(iter(positions.values()))[0]
-            await _all_closed(dash, stack)
-            targets = await _events_happen(dash, CommandClient(stack.nc, timeout=30.0), ids, missed)
-            cpu = CpuWindow(stack.pids())
-            cpu.start()
-            outcomes, total = await _storm(dash, back, ids, tokens, positions, targets, timeout_s)
-            usage = cpu.stop()
-            dash.stats["all recovered in"] = f"{total:.3f} s"
+        # one HTTP session for every client, as a load generator should (its cost is not the server's)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            with Dashboard(console, "reconnect-storm") as dash:
+                dash.stats["stack"] = f"nats-server, redis-server, commands, {len(urls)} gateway(s) (subprocesses)"
+                positions = await _first_sessions(dash, http, left, ids, tokens)
+                epoch = next(iter(positions.values()))[0]
+                await _all_closed(dash, stack)
+                targets = await _events_happen(dash, CommandClient(stack.nc, timeout=30.0), ids, missed)
+                cpu = CpuWindow(stack.pids())
+                cpu.start()
+                outcomes, total = await _storm(dash, http, back, ids, tokens, positions, targets, timeout_s)
+                usage = cpu.stop()
+                dash.stats["all recovered in"] = f"{total:.3f} s"
     failures: dict[str, int] = {}
     for o in outcomes:
         if o.failure:
@@ -112,7 +115,7 @@ async def run_storm(
 
 
 async def _first_sessions(
-    dash: Dashboard, urls: dict[str, str], ids: list[str], tokens: dict[str, str]
+    dash: Dashboard, http: aiohttp.ClientSession, urls: dict[str, str], ids: list[str], tokens: dict[str, str]
 ) -> dict[str, tuple[str, int]]:
     """Connect, enqueue once, wait for our own events; the (epoch, version) each client holds."""
     task = dash.phase(f"phase 1: {len(ids)} clients connect and play once", len(ids))
@@ -121,7 +124,7 @@ async def _first_sessions(
 
     async def one(p: str) -> None:
         async with gate:
-            client = BenchClient(urls[p], tokens[p], reconnect=False)
+            client = BenchClient(urls[p], tokens[p], reconnect=False, http=http)
             try:
                 await client.connect()
                 answer = await client.call("queue.enqueue", {**ENQUEUE, "command_id": f"{p}-first"})
@@ -167,6 +170,7 @@ async def _events_happen(dash: Dashboard, commands: CommandClient, ids: list[str
 
 async def _storm(
     dash: Dashboard,
+    http: aiohttp.ClientSession,
     urls: dict[str, str],
     ids: list[str],
     tokens: dict[str, str],
@@ -175,8 +179,10 @@ async def _storm(
     timeout_s: float,
 ) -> tuple[list[_Outcome], float]:
     task = dash.phase(f"phase 3: {len(ids)} clients reconnect at once", len(ids))
-    clients = {p: BenchClient(urls[p], tokens[p], epoch=positions[p][0], version=positions[p][1], reconnect=False)
-               for p in ids}
+    clients = {
+        p: BenchClient(urls[p], tokens[p], epoch=positions[p][0], version=positions[p][1], reconnect=False, http=http)
+        for p in ids
+    }
     start = asyncio.Event()
     t0 = 0.0
 
