@@ -136,6 +136,7 @@ class EventStore:
         self._timeout = timeout
         self._replies = _Replies(nc)
         self._epoch: tuple[float, str] | None = None
+        self._epoch_asked: asyncio.Future[str] | None = None  # the one stream info in flight
         self._metrics = metrics or QuestlogMetrics.from_global()
 
     @property
@@ -531,11 +532,24 @@ class EventStore:
         now = time.monotonic()
         if self._epoch is not None and now - self._epoch[0] < EPOCH_TTL_S:
             return self._epoch[1]
-        info = await (self._nc.jetstream()).stream_info(self._stream)
+        # A reconnect storm comes after a quiet spell, when the cached epoch has
+        # expired: its thousand resumes share one stream info, not one each.
+        if self._epoch_asked is None:
+            self._epoch_asked = asyncio.ensure_future(self._ask_epoch())
+            self._epoch_asked.add_done_callback(self._epoch_answered)
+        return await asyncio.shield(self._epoch_asked)
+
+    async def _ask_epoch(self) -> str:
+        info = await self._nc.jetstream().stream_info(self._stream)
         created = info.created
         epoch = created.strftime("%Y%m%dT%H%M%S%fZ") if created else "0"
-        self._epoch = (now, epoch)
+        self._epoch = (time.monotonic(), epoch)
         return epoch
+
+    def _epoch_answered(self, asked: asyncio.Future[str]) -> None:
+        self._epoch_asked = None
+        if not asked.cancelled():
+            asked.exception()  # retrieved here: each waiter raises it on its own
 
 
 def _trailing_int(text: str) -> int | None:

@@ -316,3 +316,20 @@ async def test_reading_far_back_or_without_pointers_scans_and_is_still_exact(
     assert [e.version for e in await store.read(old, from_version=2)] == [2, 3, 4, 5]
     await gets.stop(nc)
     assert gets.scans, "events without back-pointers can only be found by a scan"
+
+
+async def test_concurrent_resumes_share_one_stream_info_for_the_epoch(nc: NATS, settings: Settings) -> None:
+    """After a quiet spell the cached epoch has expired; a storm's resumes must not each ask the server."""
+    asked: list[bytes] = []
+
+    async def seen(msg) -> None:
+        asked.append(msg.data)
+
+    sub = await nc.subscribe(f"$JS.API.STREAM.INFO.{settings.events_stream}", cb=seen)
+    await nc.flush()
+    store = EventStore(nc, settings)  # nothing cached yet
+    epochs = await asyncio.gather(*(store.epoch() for _ in range(200)))
+    await nc.flush()
+    await sub.unsubscribe()
+    assert len(set(epochs)) == 1 and epochs[0] != "0"
+    assert len(asked) == 1
