@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import jwt
@@ -31,17 +32,38 @@ class Identity(msgspec.Struct, frozen=True):
 
 
 class TokenVerifier:
-    """HS256 with the shared secret; RS256 as well when a public key is configured."""
+    """HS256 with the shared secret; RS256 as well when a public key is configured.
 
-    def __init__(self, settings: Settings) -> None:
+    A token whose signature was checked is remembered (the last `cache_size`):
+    a reconnecting client presents the same string again, and PyJWT costs
+    ~120 µs a check. Its expiry is still checked at every use.
+    """
+
+    def __init__(self, settings: Settings, cache_size: int = 10_000) -> None:
         self._secret = settings.jwt_secret
         self._public_key = (
             Path(settings.jwt_public_key).read_text() if settings.jwt_public_key else None
         )
+        self._verified: OrderedDict[str, Identity] = OrderedDict()
+        self._cache_size = cache_size
 
     def verify(self, token: str, *, now: float | None = None) -> Identity:
         if not isinstance(token, str) or not token:
             raise AuthError("a token is required")
+        identity = self._verified.get(token)
+        if identity is None:
+            identity = self._check(token)
+            self._verified[token] = identity
+            while len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        else:
+            self._verified.move_to_end(token)
+        if identity.expires_at <= (time.time() if now is None else now):
+            raise AuthError("the token has expired")
+        return identity
+
+    def _check(self, token: str) -> Identity:
+        """The signature and claims; expiry is the caller's to check."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -63,8 +85,6 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise AuthError(f"the token is invalid: {exc}") from None
         exp = int(claims["exp"])
-        if exp <= (time.time() if now is None else now):
-            raise AuthError("the token has expired")
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise AuthError("the token's roles claim must be a list of strings")

@@ -61,6 +61,23 @@ def test_tokens_verify_and_expire(tmp_path: Path) -> None:
         verifier.verify(none_alg)
 
 
+def test_a_remembered_token_still_expires_and_a_forged_one_is_never_remembered() -> None:
+    s = load_settings({"QUESTLOG_JWT_SECRET": "k" * 32})
+    verifier = TokenVerifier(s, cache_size=2)
+    token = issue_token(s, "p-1", ttl_s=60)
+    first = verifier.verify(token)
+    assert verifier.verify(token) == first  # remembered
+    with pytest.raises(AuthError, match="expired"):
+        verifier.verify(token, now=first.expires_at)  # the expiry is checked at each use
+    forged = jwt.encode({"sub": "p-1", "exp": int(time.time()) + 60}, "x" * 32, algorithm="HS256")
+    for _ in range(2):  # refused each time: a failed check is not remembered
+        with pytest.raises(AuthError, match="invalid"):
+            verifier.verify(forged)
+    for i in range(5):
+        verifier.verify(issue_token(s, f"p-{i}", ttl_s=60))
+    assert len(verifier._verified) == 2  # bounded
+
+
 @pytest.mark.parametrize("sub", ["*", ">", "players.x", "a b", "x" * 65])
 def test_a_sub_that_is_not_a_player_id_is_refused(sub: str) -> None:
     """The player id becomes a subject token: a wildcard would widen every read."""
