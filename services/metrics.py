@@ -5,8 +5,8 @@ build it on its own MeterProvider and read exactly its own figures. There is
 one per MeterProvider (`for_provider`, `from_global`), shared by every
 component of the process.
 
-Counters bumped on a hot path (events appended, commands, consumer messages)
-are plain in-process tallies read by observable counters at collection time:
+Counters bumped on a hot path (events appended, commands, consumer messages,
+the gateway's connections, recoveries and refusals) are plain in-process tallies read by observable counters at collection time:
 a dict increment instead of the SDK's per-call work, which cost as much as
 the publish itself (docs/benchmarks.md). Histograms stay synchronous.
 
@@ -142,22 +142,32 @@ class QuestlogMetrics:
             unit="{message}",
             description="Messages in the stream not yet delivered to the durable consumer (num_pending)",
         )
-        self.connections = meter.create_up_down_counter(
-            "questlog.gateway.connections", unit="{connection}", description="Open WebSocket connections"
+        # The gateway's are tallies too: a reconnect storm bumps three per hello.
+        self.connections = Tally()
+        meter.create_observable_up_down_counter(
+            "questlog.gateway.connections",
+            callbacks=[self.connections.observe],
+            unit="{connection}",
+            description="Open WebSocket connections",
         )
-        self.recoveries = meter.create_counter(
+        self.recoveries = Tally("recovered")
+        _observed(
+            meter,
             "questlog.gateway.recoveries",
-            unit="{session}",
-            description="session.hello calls with resume, by whether the client's position was recovered",
+            self.recoveries,
+            "{session}",
+            "session.hello calls with resume, by whether the client's position was recovered",
         )
-        self.events_replayed = meter.create_counter(
+        self.events_replayed = Tally()
+        _observed(
+            meter,
             "questlog.gateway.events_replayed",
-            unit="{event}",
-            description="Events sent to clients to recover what they missed",
+            self.events_replayed,
+            "{event}",
+            "Events sent to clients to recover what they missed",
         )
-        self.rate_limited = meter.create_counter(
-            "questlog.gateway.rate_limited", unit="{request}", description="Requests refused by a rate limit"
-        )
+        self.rate_limited = Tally("scope")
+        _observed(meter, "questlog.gateway.rate_limited", self.rate_limited, "{request}", "Requests refused by a rate limit")
 
     @classmethod
     def for_provider(cls, provider: MeterProvider) -> QuestlogMetrics:
@@ -209,16 +219,16 @@ class QuestlogMetrics:
     # -- gateway ---------------------------------------------------------------
 
     def connection_opened(self) -> None:
-        self.connections.add(1)
+        self.connections.counts[()] += 1
 
     def connection_closed(self) -> None:
-        self.connections.add(-1)
+        self.connections.counts[()] -= 1
 
     def recovery(self, recovered: bool, replayed: int) -> None:
-        self.recoveries.add(1, {"recovered": "true" if recovered else "false"})
+        self.recoveries.counts[("true" if recovered else "false",)] += 1
         if replayed:
-            self.events_replayed.add(replayed)
+            self.events_replayed.counts[()] += replayed
 
     def refused_by_rate_limit(self, scope: str) -> None:
         """`scope`: what the limit counts, e.g. "method", "connection"."""
-        self.rate_limited.add(1, {"scope": scope})
+        self.rate_limited.counts[(scope,)] += 1
