@@ -77,7 +77,13 @@ class LiveFeed:
 
     async def _run(self) -> None:
         try:
-            await self._catch_up()  # anything stored between the read and now, even if no live event follows
+            # Anything stored between the read and now that no live message
+            # brought (one was lost): a last-event get, and a read only if it
+            # moved on. A scan from `last_seq` would cost the server everything
+            # stored since this player's last event.
+            pos = await self._store.position(self._player_id)
+            if pos.version > self.last_version:
+                await self._catch_up(upto=pos.version, repairing=False)
             self.caught_up.set()
             while True:
                 rec = await self._arrivals.get()
@@ -93,17 +99,17 @@ class LiveFeed:
             log.exception("live delivery failed", extra={"player_id": self._player_id})
             self._on_failure()
 
-    async def _catch_up(self, upto: int | None = None) -> None:
-        if self.last_seq:
+    async def _catch_up(self, upto: int, repairing: bool = True) -> None:
+        if self.last_seq and repairing:  # a gap just behind a live event: a short scan from where we are
             missing = await self._store.read(self._player_id, after_seq=self.last_seq, to_version=upto)
-        else:
+        else:  # walks back from the last event
             missing = await self._store.read(self._player_id, from_version=self.last_version + 1, to_version=upto)
         for rec in missing:
             if rec.version <= self.last_version:
                 continue
             if rec.version != self.last_version + 1:
                 raise RuntimeError(f"{self._player_id}: the log has a hole before version {rec.version}")
-            self.repaired += 1 if upto is not None else 0
+            self.repaired += 1 if repairing else 0
             if not self._forward(rec):
                 return
 
