@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from datetime import UTC, datetime
 from typing import ClassVar
 
 import msgspec
+import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -216,26 +220,46 @@ async def test_live_subject_carries_only_stored_events(nc: NATS, store: EventSto
 
 
 class DirectGets:
-    """The direct-get requests the server receives, seen by a plain subscription on the API subject."""
+    """The direct gets one connection sends, seen by a plain subscription on the API subject.
 
-    def __init__(self) -> None:
+    The connection has an inbox prefix of its own, so its requests are told
+    apart from those of every other client of the suite's server.
+    """
+
+    def __init__(self, nc: NATS, settings: Settings, inbox_prefix: str) -> None:
+        self._nc, self._settings, self._prefix = nc, settings, inbox_prefix
         self.requests: list[dict[str, object]] = []
+        self._watching = False
 
-    async def watch(self, nc: NATS, settings: Settings) -> None:
+    async def start(self) -> None:
         async def seen(msg) -> None:
-            self.requests.append(msgspec.json.decode(msg.data))
+            if self._watching and (msg.reply or "").startswith(self._prefix):
+                self.requests.append(msgspec.json.decode(msg.data))
 
-        self._sub = await nc.subscribe(f"$JS.API.DIRECT.GET.{settings.events_stream}", cb=seen)
-        await nc.flush()
+        self._sub = await self._nc.subscribe(f"$JS.API.DIRECT.GET.{self._settings.events_stream}", cb=seen)
+        await self._nc.flush()
+        self._watching = True
 
-    async def stop(self, nc: NATS) -> None:
-        await nc.flush()
+    async def stop(self) -> None:
+        await self._nc.flush()
+        self._watching = False
         await self._sub.unsubscribe()
 
     @property
     def scans(self) -> list[dict[str, object]]:
         """Requests that make the server search by subject (its cost grows with the stream)."""
         return [r for r in self.requests if "next_by_subj" in r]
+
+
+@contextlib.asynccontextmanager
+async def watched(settings: Settings, **store_kw: object) -> AsyncIterator[tuple[EventStore, DirectGets]]:
+    """A store on a connection of its own, and what it asks the server."""
+    prefix = f"_INBOX_T{uuid.uuid4().hex[:8]}"
+    conn = await nats.connect(settings.nats_url, inbox_prefix=prefix)
+    try:
+        yield EventStore(conn, settings, **store_kw), DirectGets(conn, settings, prefix)
+    finally:
+        await conn.close()
 
 
 async def _interleaved(store: EventStore, player_id: str, appends: int) -> None:
@@ -251,15 +275,17 @@ async def _interleaved(store: EventStore, player_id: str, appends: int) -> None:
             theirs = Position(t.version, t.seq)
 
 
-async def test_reading_from_a_version_walks_back_without_scanning(
-    nc: NATS, settings: Settings, store: EventStore, player_id: str
-) -> None:
+async def test_reading_from_a_version_walks_back_without_scanning(settings: Settings, player_id: str) -> None:
     """A resume's read follows each append's back-pointer with exact gets: no subject scan on the server."""
+    async with watched(settings) as (store, gets):
+        await _reading_from_a_version_walks_back(store, gets, player_id)
+
+
+async def _reading_from_a_version_walks_back(store: EventStore, gets: DirectGets, player_id: str) -> None:
     await _interleaved(store, player_id, 30)  # versions 1..60, in appends of 1, 2 and 3 events
     last = (await store.position(player_id)).version
     assert last == 60
-    gets = DirectGets()
-    await gets.watch(nc, settings)
+    await gets.start()
     for v in (2, 3, 17, 39, 59, 60):
         got = await store.read(player_id, from_version=v)
         assert [e.version for e in got] == list(range(v, last + 1))
@@ -267,21 +293,23 @@ async def test_reading_from_a_version_walks_back_without_scanning(
     assert await store.read(player_id, from_version=61) == []
     assert [e.version for e in await store.read(player_id, from_version=10, limit=3)] == [10, 11, 12]
     assert [e.version for e in await store.read(player_id, from_version=10, to_version=12)] == [10, 11, 12]
-    await gets.stop(nc)
+    await gets.stop()
     assert gets.requests, "the sniffing subscription saw no direct gets"
     assert gets.scans == []
 
 
-async def test_since_gives_position_and_the_missed_events_or_none(
-    nc: NATS, settings: Settings, store: EventStore, player_id: str
-) -> None:
+async def test_since_gives_position_and_the_missed_events_or_none(settings: Settings, player_id: str) -> None:
     """What a resume asks: one last-event get, then one exact get per missed append."""
+    async with watched(settings) as (store, gets):
+        await _since(store, gets, player_id)
+
+
+async def _since(store: EventStore, gets: DirectGets, player_id: str) -> None:
     await _interleaved(store, player_id, 6)  # appends of 1,2,3,1,2,3 events: versions 1..12
     pos = await store.position(player_id)
-    gets = DirectGets()
-    await gets.watch(nc, settings)
+    await gets.start()
     tail = await store.since(player_id, 8, limit=10)
-    await gets.stop(nc)
+    await gets.stop()
     assert tail.position == pos
     assert tail.events is not None and [e.version for e in tail.events] == [9, 10, 11, 12]
     # 12: the last-event get; 10 and 11 share its append: one run get; 9 ends the append before: one get
@@ -296,12 +324,11 @@ async def test_reading_far_back_or_without_pointers_scans_and_is_still_exact(
     nc: NATS, settings: Settings, player_id: str
 ) -> None:
     """Past the walk limit, or over events stored without back-pointers, the read falls back to the scan."""
-    near = EventStore(nc, settings, walk_limit=5)
-    await _interleaved(near, player_id, 10)  # versions 1..19
-    gets = DirectGets()
-    await gets.watch(nc, settings)
-    assert [e.version for e in await near.read(player_id, from_version=3)] == list(range(3, 20))
-    await gets.stop(nc)
+    async with watched(settings, walk_limit=5) as (near, gets):
+        await _interleaved(near, player_id, 10)  # versions 1..19
+        await gets.start()
+        assert [e.version for e in await near.read(player_id, from_version=3)] == list(range(3, 20))
+        await gets.stop()
     assert gets.scans, "a read 16 versions back with walk_limit=5 should have scanned"
 
     # events as an older store wrote them: no Questlog-* headers
@@ -310,26 +337,26 @@ async def test_reading_far_back_or_without_pointers_scans_and_is_still_exact(
     for v in range(1, 6):
         rec = Recorded(player_id=old, version=v, occurred_at=NOW, event=QueuePaused(reason=str(v)), command_id=f"c{v}")
         await js.publish(event_subject(old, rec.type), codec.encode(rec), stream=settings.events_stream)
-    gets = DirectGets()
-    await gets.watch(nc, settings)
-    store = EventStore(nc, settings)
-    assert [e.version for e in await store.read(old, from_version=2)] == [2, 3, 4, 5]
-    await gets.stop(nc)
+    async with watched(settings) as (store, gets):
+        await gets.start()
+        assert [e.version for e in await store.read(old, from_version=2)] == [2, 3, 4, 5]
+        await gets.stop()
     assert gets.scans, "events without back-pointers can only be found by a scan"
 
 
 async def test_concurrent_resumes_share_one_stream_info_for_the_epoch(nc: NATS, settings: Settings) -> None:
     """After a quiet spell the cached epoch has expired; a storm's resumes must not each ask the server."""
-    asked: list[bytes] = []
+    async with watched(settings) as (store, gets):  # a new store: nothing cached yet
+        asked: list[bytes] = []
 
-    async def seen(msg) -> None:
-        asked.append(msg.data)
+        async def seen(msg) -> None:
+            if (msg.reply or "").startswith(gets._prefix):
+                asked.append(msg.data)
 
-    sub = await nc.subscribe(f"$JS.API.STREAM.INFO.{settings.events_stream}", cb=seen)
-    await nc.flush()
-    store = EventStore(nc, settings)  # nothing cached yet
-    epochs = await asyncio.gather(*(store.epoch() for _ in range(200)))
-    await nc.flush()
-    await sub.unsubscribe()
+        sub = await nc.subscribe(f"$JS.API.STREAM.INFO.{settings.events_stream}", cb=seen)
+        await nc.flush()
+        epochs = await asyncio.gather(*(store.epoch() for _ in range(200)))
+        await nc.flush()
+        await sub.unsubscribe()
     assert len(set(epochs)) == 1 and epochs[0] != "0"
     assert len(asked) == 1
