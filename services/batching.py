@@ -51,6 +51,7 @@ class Coalescer(Generic[T, R]):
                         if not future.done():
                             future.set_exception(failure)
                     if not isinstance(exc, Exception):
+                        self._fail_pending(failure)
                         raise
                     continue
                 for (_, future), answer in zip(sent, answers):
@@ -58,3 +59,10 @@ class Coalescer(Generic[T, R]):
                         future.set_result(answer)
         finally:
             self._flusher = None
+
+    def _fail_pending(self, failure: Exception) -> None:
+        """The flusher is going away (cancelled): nobody may wait for a batch that will not run."""
+        pending, self._pending = self._pending, []
+        for _, future in pending:
+            if not future.done():
+                future.set_exception(failure)

@@ -79,3 +79,16 @@ async def test_a_batch_with_the_wrong_number_of_answers_is_an_error_not_a_shuffl
     c = Coalescer(short)
     results = await asyncio.gather(c(1), c(2), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_cancelling_the_flusher_fails_its_batch_and_the_calls_still_waiting() -> None:
+    rec = Recorder()
+    rec.gate = asyncio.Event()  # never set: the batch hangs until cancelled
+    c = Coalescer(rec.run, max_batch=1)
+    tasks = [asyncio.create_task(c(i)) for i in range(3)]
+    while not rec.batches:
+        await asyncio.sleep(0)
+    assert c._flusher is not None
+    c._flusher.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)  # the one in flight and the two waiting
