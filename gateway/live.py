@@ -24,6 +24,8 @@ from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
 from questlog.events.subjects import live_player_events
 
+from .mailbox import Mailbox, MailboxFull
+
 _tracer = trace.get_tracer("questlog.gateway")
 log = logging.getLogger("questlog.gateway.live")
 
@@ -41,13 +43,14 @@ class LiveFeed:
         self._player_id = player_id
         self._emit = emit
         self._on_failure = on_failure
-        self._arrivals: asyncio.Queue[Recorded] = asyncio.Queue(MAX_ARRIVALS)
+        self._arrivals: Mailbox[Recorded] = Mailbox(MAX_ARRIVALS)
         self._sub: Subscription | None = None
         self._pump: asyncio.Task[None] | None = None
         self.last_version = 0
         self.last_seq = 0
         self.repaired = 0  # events fetched from JetStream to fill gaps (a metric)
-        self.caught_up = asyncio.Event()  # set once the events stored before `start` are forwarded
+        # done once the events stored before `start` are forwarded (a future: an Event costs a deque)
+        self.caught_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def subscribe(self) -> None:
         self._sub = await self._nc.subscribe(live_player_events(self._player_id), cb=self._arrived)
@@ -62,8 +65,8 @@ class LiveFeed:
                 kind=SpanKind.CONSUMER,
                 attributes={"player.id": self._player_id, "event.seq": seq},
             ):
-                self._arrivals.put_nowait(codec.decode(msg.data, self._store.registry, seq))
-        except asyncio.QueueFull:
+                self._arrivals.put(codec.decode(msg.data, self._store.registry, seq))
+        except MailboxFull:
             log.warning("live events pile up; closing the session", extra={"player_id": self._player_id})
             self._on_failure()
         except Exception:
@@ -84,7 +87,7 @@ class LiveFeed:
             pos = await self._store.position(self._player_id)
             if pos.version > self.last_version:
                 await self._catch_up(upto=pos.version, repairing=False)
-            self.caught_up.set()
+            self.caught_up.set_result(None)
             while True:
                 rec = await self._arrivals.get()
                 if rec.version <= self.last_version:

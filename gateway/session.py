@@ -32,6 +32,7 @@ from . import jsonrpc
 from .auth import AuthError, Identity
 from .deflate import release_compressor
 from .live import LiveFeed
+from .mailbox import Mailbox, MailboxFull
 from .progress import METHOD as PROGRESS, ProgressTracker
 from .recovery import recover
 from .routing import Caller, query_as
@@ -72,7 +73,7 @@ class Session:
         self.sent_events = 0
         self.close_code: int | None = None
         # one extra slot, so a flushing close always fits behind what is queued
-        self._out: asyncio.Queue[str | _Close] = asyncio.Queue(maxsize=gateway.rt.send_queue_size + 1)
+        self._out: Mailbox[str | _Close] = Mailbox(gateway.rt.send_queue_size + 1)
         self._flushing = False
         self._inflight = asyncio.Semaphore(gateway.rt.max_inflight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -81,7 +82,7 @@ class Session:
         self._closing: asyncio.Task[None] | None = None
         self._hello_lock = asyncio.Lock()
         self._counted = False
-        self._finished = asyncio.Event()
+        self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.progress = ProgressTracker()  # for `task.progress` beside task.started / step_completed
         self._learning: dict[str, asyncio.Task[None]] = {}
 
@@ -94,9 +95,7 @@ class Session:
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     break
                 await self._inflight.acquire()
-                task = asyncio.create_task(self._frame(msg.data))
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
+                self._spawn(msg.data)  # no local keeps the task: a finished one would live as long as the socket
         finally:
             writer.cancel()
             for task in list(self._tasks):
@@ -104,10 +103,15 @@ class Session:
             try:
                 await self._teardown()
             finally:
-                self._finished.set()
+                self._finished.set_result(None)
 
     async def wait_closed(self) -> None:
-        await self._finished.wait()
+        await asyncio.shield(self._finished)
+
+    def _spawn(self, data: str | bytes) -> None:
+        task = asyncio.create_task(self._frame(data))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -134,7 +138,7 @@ class Session:
                     self._begin_close(item.code, item.reason)
                     return
                 await self.ws.send_str(item)
-                if self._out.empty():
+                if not self._out:
                     quiet = loop.call_later(self.gw.rt.deflate_idle_s, release_compressor, self.ws)
         finally:
             if quiet is not None:
@@ -144,11 +148,11 @@ class Session:
         if self._closing is not None or self._flushing:
             return False
         try:
-            if self._out.qsize() >= self.gw.rt.send_queue_size:
-                raise asyncio.QueueFull
-            self._out.put_nowait(text)
+            if len(self._out) >= self.gw.rt.send_queue_size:
+                raise MailboxFull
+            self._out.put(text)
             return True
-        except asyncio.QueueFull:
+        except MailboxFull:
             self.gw.metrics.too_slow += 1
             log.warning("send queue overflowed; closing", extra={"session_id": self.id, "player_id": self._pid()})
             self.close_soon(TOO_SLOW, "too slow")
@@ -191,7 +195,7 @@ class Session:
         if flush and not self._flushing and self._closing is None:
             self._flushing = True
             self.close_code = code
-            self._out.put_nowait(_Close(code, reason))
+            self._out.put(_Close(code, reason))
             return
         self._begin_close(code, reason)
 

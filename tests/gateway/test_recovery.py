@@ -133,9 +133,9 @@ async def test_a_gap_on_the_live_path_is_repaired_from_jetstream(gateway_wiring:
     feed = LiveFeed(gateway_wiring.nc, store, player_id, emit, lambda: None)
     pos = await store.position(player_id)
     feed.start(pos.version, pos.seq)  # not subscribed: the live messages of 3 and 4 are "lost"
-    await asyncio.wait_for(feed.caught_up.wait(), 10)
+    await asyncio.wait_for(asyncio.shield(feed.caught_up), 10)
     later = await append(store, player_id, 3)
-    feed._arrivals.put_nowait(later[-1])  # only version 5 arrives live
+    feed._arrivals.put(later[-1])  # only version 5 arrives live
     await asyncio.wait_for(got_five.wait(), 10)
     await feed.close()
     assert emitted == [3, 4, 5]
