@@ -222,7 +222,9 @@ async def serve(wiring: Wiring, host: str, port: int, rt: RealtimeSettings | Non
     await runner.setup()
     # aiohttp's default backlog of 128 overflowed in a reconnect storm: the
     # kernel dropped the rest, and their clients retried a second later.
-    site = web.TCPSite(runner, host, port, backlog=rt.listen_backlog)
+    # reuse_port: one Python process serves from one core; the kernel spreads
+    # the connections of a port over every process that listens on it.
+    site = web.TCPSite(runner, host, port, backlog=rt.listen_backlog, reuse_port=rt.reuse_port or None)
     await site.start()
     return runner
 

@@ -30,6 +30,7 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_conns_per_player: int = 5  # per gateway process
     max_conns_per_ip: int = 100  # per gateway process
     listen_backlog: int = 4096  # connections the kernel queues before accept (capped by net.core.somaxconn)
+    reuse_port: bool = False  # SO_REUSEPORT: several gateway processes on one port, one per core
     rate_player_per_s: float = 50.0
     rate_player_burst: int = 100
     rate_ip_per_s: float = 200.0
@@ -121,6 +122,7 @@ _REALTIME_ENV = {
     "QUESTLOG_MAX_CONNS_PER_PLAYER": "max_conns_per_player",
     "QUESTLOG_MAX_CONNS_PER_IP": "max_conns_per_ip",
     "QUESTLOG_LISTEN_BACKLOG": "listen_backlog",
+    "QUESTLOG_REUSE_PORT": "reuse_port",
     "QUESTLOG_RATE_PLAYER_PER_S": "rate_player_per_s",
     "QUESTLOG_RATE_PLAYER_BURST": "rate_player_burst",
     "QUESTLOG_RATE_IP_PER_S": "rate_ip_per_s",

@@ -17,8 +17,8 @@ def test_defaults_and_environment() -> None:
     assert (s.http_port, s.time_scale, s.replicas, s.nats_url) == (8080, 1.0, 1, None)
     s = load_settings({"QUESTLOG_HTTP_PORT": "9001", "QUESTLOG_TIME_SCALE": "0.05", "QUESTLOG_REPLICAS": "3"})
     assert (s.http_port, s.time_scale, s.replicas) == (9001, 0.05, 3)
-    s = load_settings({"QUESTLOG_ACK_WAIT_S": "7.5", "QUESTLOG_LISTEN_BACKLOG": "1024"})
-    assert (s.ack_wait_s, s.realtime.listen_backlog) == (7.5, 1024)
+    s = load_settings({"QUESTLOG_ACK_WAIT_S": "7.5", "QUESTLOG_LISTEN_BACKLOG": "1024", "QUESTLOG_REUSE_PORT": "1"})
+    assert (s.ack_wait_s, s.realtime.listen_backlog, s.realtime.reuse_port) == (7.5, 1024, True)
 
 
 @pytest.mark.parametrize(

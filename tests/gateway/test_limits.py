@@ -118,3 +118,29 @@ async def test_concurrent_takes_share_one_script_run_and_grant_exactly_the_burst
     waits = await asyncio.gather(*(limiter.take([claim]) for _ in range(40)))
     assert Counted.runs == 1
     assert sum(1 for w in waits if w == 0) == 25 and all(w > 0 for w in waits[25:])
+
+
+async def test_two_gateways_share_one_port_with_reuse_port(gateway_wiring) -> None:
+    """QUESTLOG_REUSE_PORT: one process per core on one port; without it a second one cannot bind."""
+    from questlog.gateway.app import serve
+    from questlog.services.settings import RealtimeSettings
+
+    first = await start_gateway(gateway_wiring, reuse_port=True)
+    port = int(first.base.rsplit(":", 1)[1])
+    second = await serve(gateway_wiring, "127.0.0.1", port, RealtimeSettings(reuse_port=True))
+    try:
+        assert second.addresses[0][1] == port
+        async with aiohttp.ClientSession() as http:
+            for _ in range(4):  # the kernel picks the process; either answers
+                async with http.get(f"{first.base}/healthz") as r:
+                    assert r.status == 200
+        try:
+            lone = await serve(gateway_wiring, "127.0.0.1", port, RealtimeSettings(reuse_port=False))
+        except OSError:
+            pass
+        else:
+            await lone.cleanup()
+            raise AssertionError("a gateway without reuse_port bound a port two others hold")
+    finally:
+        await second.cleanup()
+        await first.runner.cleanup()
