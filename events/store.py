@@ -335,22 +335,26 @@ class EventStore:
             return None
         found = [newest]  # newest first
         fetched: dict[int, Msg] = {}
+        mine = player_events(player_id)[:-1]  # "players.<id>.events."
         msg, rec = last, newest
         while rec.version > from_version:
             headers = msg.headers or {}
-            if APPEND_INDEX in headers:  # the rest of its append lies just before it
-                index = int(headers[APPEND_INDEX])
-                prev = rec.seq - 1
-                if prev not in fetched and index > 0:
-                    for m in await self._get_run(rec.seq - index, index):
-                        fetched[int((m.headers or {}).get("Nats-Sequence", "0"))] = m
-            elif PREV_SEQ in headers:
-                prev = int(headers[PREV_SEQ])
-            else:
-                return None  # stored before the pointers
+            try:
+                if APPEND_INDEX in headers:  # the rest of its append lies just before it
+                    index = int(headers[APPEND_INDEX])
+                    prev = rec.seq - 1
+                    if prev not in fetched and index > 0:
+                        for m in await self._get_run(rec.seq - index, index):
+                            fetched[int((m.headers or {}).get("Nats-Sequence", "0"))] = m
+                elif PREV_SEQ in headers:
+                    prev = int(headers[PREV_SEQ])
+                else:
+                    return None  # stored before the pointers
+            except ValueError:
+                return None  # a pointer that is not a number: not written by this store
             got = fetched.pop(prev, None) or await self._get(prev)
-            if got is None:
-                return None
+            if got is None or not (got.headers or {}).get("Nats-Subject", "").startswith(mine):
+                return None  # gone, or another player's: never decode what is not ours
             msg, older = got, self._decode(got)
             if older.player_id != player_id or older.version != rec.version - 1:
                 return None

@@ -79,7 +79,11 @@ class RateLimiter:
 
     async def take(self, claims: Sequence[Claim]) -> int:
         """0 when every claim was granted, else how many milliseconds until all could be (nothing taken)."""
-        allowed, retry = await self._take(tuple(claims))
+        merged: dict[tuple[str, str], Claim] = {}  # the script reads each bucket once per call
+        for c in claims:
+            same = merged.get((c.scope, c.key))
+            merged[c.scope, c.key] = c if same is None else msgspec.structs.replace(same, cost=same.cost + c.cost)
+        allowed, retry = await self._take(tuple(merged.values()))
         return 0 if allowed else max(1, retry)
 
     async def _take_batch(self, calls: list[tuple[Claim, ...]]) -> list[tuple[bool, int]]:

@@ -21,18 +21,29 @@ RunBatch = Callable[[list[T]], Awaitable[Sequence[R]]]  # one answer per item, i
 
 
 class Coalescer(Generic[T, R]):
-    def __init__(self, run: RunBatch[T, R], max_batch: int = 500) -> None:
+    """`timeout_s` bounds one batch: one stuck round trip would otherwise hold every caller."""
+
+    def __init__(self, run: RunBatch[T, R], max_batch: int = 500, timeout_s: float = 10.0) -> None:
         self._run = run
         self._max = max_batch
+        self._timeout_s = timeout_s
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if self._flusher is None:
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())  # starts next turn: this turn's calls join
+            self._flusher.add_done_callback(self._flusher_ended)
         return await future
+
+    def _flusher_ended(self, flusher: asyncio.Task[None]) -> None:
+        """Also when it was cancelled before its first step, and so never ran its own cleanup."""
+        if flusher is self._flusher:
+            self._flusher = None
+        if flusher.cancelled() and self._pending:
+            self._fail_pending(RuntimeError("the batch was cancelled"))
 
     async def _flush(self) -> None:
         try:
@@ -41,8 +52,9 @@ class Coalescer(Generic[T, R]):
                 sent = [(item, future) for item, future in batch if not future.cancelled()]
                 if not sent:
                     continue
+                answers: Sequence[R]
                 try:
-                    answers = await self._run([item for item, _ in sent])
+                    answers = await asyncio.wait_for(self._run([item for item, _ in sent]), self._timeout_s)
                     if len(answers) != len(sent):
                         raise RuntimeError(f"a batch of {len(sent)} got {len(answers)} answers")
                 except BaseException as exc:  # every caller of the batch sees the failure
@@ -58,7 +70,8 @@ class Coalescer(Generic[T, R]):
                     if not future.done():  # its caller may have given up meanwhile
                         future.set_result(answer)
         finally:
-            self._flusher = None
+            if self._flusher is asyncio.current_task():
+                self._flusher = None
 
     def _fail_pending(self, failure: Exception) -> None:
         """The flusher is going away (cancelled): nobody may wait for a batch that will not run."""

@@ -92,3 +92,25 @@ async def test_cancelling_the_flusher_fails_its_batch_and_the_calls_still_waitin
     c._flusher.cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)  # the one in flight and the two waiting
+
+
+async def test_a_flusher_cancelled_before_it_ran_leaves_no_caller_hanging() -> None:
+    rec = Recorder()
+    c = Coalescer(rec.run)
+    first = asyncio.create_task(c(1))
+    await asyncio.sleep(0)  # the call is queued and its flusher created, not yet run
+    assert c._flusher is not None
+    c._flusher.cancel()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        await asyncio.wait_for(first, 5)
+    assert await asyncio.wait_for(c(2), 5) == 20  # a later call gets a new flusher
+
+
+async def test_a_stuck_batch_times_out_for_its_callers_and_the_next_batch_runs() -> None:
+    rec = Recorder()
+    rec.gate = asyncio.Event()  # never set: the first batch hangs
+    c = Coalescer(rec.run, timeout_s=0.05)
+    results = await asyncio.gather(c(1), c(2), return_exceptions=True)
+    assert all(isinstance(r, TimeoutError) for r in results)
+    rec.gate.set()
+    assert await c(3) == 30

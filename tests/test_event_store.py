@@ -384,3 +384,26 @@ async def test_a_cached_state_catches_up_by_walking_back_not_by_scanning(
         await gets.stop()
     assert fresh.version == 9 and fresh.last_seq == pos.seq
     assert gets.requests and gets.scans == []
+
+
+async def test_pointers_that_are_malformed_or_lead_elsewhere_fall_back_to_the_scan(
+    nc: NATS, settings: Settings, player_id: str
+) -> None:
+    """Messages written by something else than the store: the walk gives up, the read stays exact."""
+    js = nc.jetstream()
+    (decoy,) = await EventStore(nc, settings).append(
+        player_id + "-z", [paused("decoy")], expected=Position(), command_id="d"
+    )
+    cases = {player_id + "-nan": "x", player_id + "-foreign": str(decoy.seq)}  # the last event's pointer
+    for player, pointer in cases.items():
+        for v, prev in ((1, "0"), (2, pointer)):
+            rec = Recorded(player_id=player, version=v, occurred_at=NOW, event=paused(str(v)).event, command_id=f"c{v}")
+            await js.publish(
+                event_subject(player, rec.type), codec.encode(rec), stream=settings.events_stream,
+                headers={"Questlog-Prev-Seq": prev},
+            )
+    store = EventStore(nc, settings)
+    for player in cases:
+        assert [e.version for e in await store.read(player, from_version=1)] == [1, 2]
+        tail = await store.since(player, 0, limit=10)
+        assert tail.events is not None and [e.version for e in tail.events] == [1, 2]

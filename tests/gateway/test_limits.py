@@ -101,6 +101,9 @@ async def test_rate_limiter_takes_from_every_bucket_of_a_call_or_from_none(redis
     assert await limiter.take([ip, player]) > 0  # the player's bucket is empty ...
     tokens = float(await redis_client.hget(f"rl-{player_id}:ip:10.0.0.1", "tokens"))
     assert 7.9 < tokens < 8.1  # ... and the refused call took nothing from the address's
+    twice = Claim("twice", player_id, Bucket(rate_per_s=0.001, burst=3))
+    assert await limiter.take([twice, twice]) == 0  # one bucket named twice costs twice
+    assert await limiter.take([twice, twice]) > 0
 
 
 async def test_concurrent_takes_share_one_script_run_and_grant_exactly_the_burst(redis_client, player_id) -> None:
