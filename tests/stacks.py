@@ -41,6 +41,22 @@ async def private_stack(
             await nc.drain()
 
 
+async def commands_answer(nc: NATS) -> None:
+    """Until the commands service answers a ping sent on `nc`.
+
+    The service flushes its subscriptions before it says it is ready, yet about
+    one run in fifty the first request from another connection met "no
+    responders" (not understood yet); tests that are not about start-up wait.
+    """
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                await nc.request("$SRV.PING.questlog-commands", b"", timeout=1)
+                return
+            except nats.errors.NoRespondersError:
+                await asyncio.sleep(0.05)  # another connection's state: polled
+
+
 @asynccontextmanager
 async def in_process(settings: Settings, names: tuple[str, ...]) -> AsyncIterator[Wiring]:
     stop = asyncio.Event()
@@ -49,6 +65,11 @@ async def in_process(settings: Settings, names: tuple[str, ...]) -> AsyncIterato
         task = asyncio.create_task(run_services(wiring, chosen, stop))
         if "commands" in names:
             await asyncio.wait_for(wiring.ready("commands").wait(), 20)
+            probe = await nats.connect(settings.nats_url)  # a connection of its own, as a test's client is
+            try:
+                await commands_answer(probe)
+            finally:
+                await probe.close()
         try:
             yield wiring
         finally:

@@ -333,31 +333,13 @@ async def test_a_consumer_handles_each_event_inside_the_trace_that_appended_it(
     assert seen == [parent.get_span_context().trace_id]
 
 
-async def _answers_from(nc, subject: str) -> None:
-    """Until a request on `subject` from this connection finds a responder.
-
-    The service flushes its subscriptions before it says it is ready, yet about
-    one run in fifty the first request from another connection met "no
-    responders" (not understood yet); the test is about counting, so it waits.
-    """
-    from nats.errors import NoRespondersError
-
-    async with asyncio.timeout(10):
-        while True:
-            try:
-                await nc.request(subject, b"", timeout=1)
-                return
-            except NoRespondersError:
-                await asyncio.sleep(0.05)  # another connection's state: polled
-
-
 async def test_commands_count_by_method_and_outcome_with_latency(tmp_path) -> None:
     from questlog.services.command_client import Actor, CommandClient
-    from questlog.services.commands import SERVICE_NAME, serve_commands
+    from questlog.services.commands import serve_commands
     from questlog.services.protocol import RpcError
     from questlog.services.wiring import connect
 
-    from .stacks import private_stack
+    from .stacks import commands_answer, private_stack
 
     t = private()
     async with private_stack(tmp_path) as (settings, nc, _env):
@@ -365,7 +347,7 @@ async def test_commands_count_by_method_and_outcome_with_latency(tmp_path) -> No
             stop = asyncio.Event()
             task = asyncio.create_task(serve_commands(wiring, stop, metrics=t.metrics))
             await asyncio.wait_for(wiring.ready("commands").wait(), 10)
-            await _answers_from(nc, f"$SRV.PING.{SERVICE_NAME}")
+            await commands_answer(nc)
             client = CommandClient(nc)
             await client.call("queue.pause", "m-1", {}, Actor("m-1"))
             with pytest.raises(RpcError):
