@@ -274,7 +274,9 @@ class EventStore:
         """
         if from_version > 1 and after_seq == 0:
             last = await self._last_msg(player_id)
-            walked = await self._walk_back(last, player_id, from_version) if last is not None else []
+            walked = (
+                await self._walk_back(last, self._decode(last), player_id, from_version) if last is not None else []
+            )
             if walked is not None:
                 if to_version is not None:
                     walked = [r for r in walked if r.version <= to_version]
@@ -296,7 +298,7 @@ class EventStore:
             return Tail(position, None)
         if version == newest.version:
             return Tail(position, [])
-        events = await self._walk_back(last, player_id, version + 1)
+        events = await self._walk_back(last, newest, player_id, version + 1)
         if events is None:
             events = await self._scan(player_id, 0, version + 1, newest.version, None)
         return Tail(position, events)
@@ -322,13 +324,15 @@ class EventStore:
                     break
         return out
 
-    async def _walk_back(self, last: Msg, player_id: str, from_version: int) -> list[Recorded] | None:
-        """The events from `from_version` to `last` (the player's last), by exact gets along the back-pointers.
+    async def _walk_back(
+        self, last: Msg, newest: Recorded, player_id: str, from_version: int
+    ) -> list[Recorded] | None:
+        """The events from `from_version` to `last` (the player's last, decoded: `newest`), by exact gets along
+        the back-pointers.
 
         None when the walk cannot be taken (too far back, events stored before
         the pointers existed, anything inconsistent): the caller scans instead.
         """
-        newest = self._decode(last)
         if newest.version < from_version:
             return []
         if newest.version - from_version >= self._walk_limit:
@@ -363,16 +367,34 @@ class EventStore:
         found.reverse()
         return found
 
-    async def _last_msg(self, player_id: str) -> Msg | None:
+    async def _direct(self, query: dict[str, object]) -> tuple[Msg, str | None]:
+        """One direct get: the answer and its status (None: a message was found)."""
         try:
             msg = await self._nc.request(
-                f"$JS.API.DIRECT.GET.{self._stream}",
-                _json.encode({"last_by_subj": player_events(player_id)}),
-                timeout=self._timeout,
+                f"$JS.API.DIRECT.GET.{self._stream}", _json.encode(query), timeout=self._timeout
             )
         except NatsTimeout:
             raise AppendFailed(f"direct get on {self._stream} timed out") from None
-        status = (msg.headers or {}).get("Status")
+        return msg, (msg.headers or {}).get("Status")
+
+    async def _batch(self, query: dict[str, object]) -> AsyncIterator[Msg]:
+        """A batched direct get's answers, the status message that ends them (204, 404…) last."""
+        reply, replies = await self._replies.open()
+        try:
+            await self._nc.publish(f"$JS.API.DIRECT.GET.{self._stream}", _json.encode(query), reply=reply)
+            while True:
+                try:
+                    msg = await asyncio.wait_for(replies.get(), self._timeout)
+                except asyncio.TimeoutError:
+                    raise AppendFailed(f"direct get on {self._stream} timed out") from None
+                yield msg
+                if (msg.headers or {}).get("Status") is not None:
+                    return
+        finally:
+            self._replies.close(reply)
+
+    async def _last_msg(self, player_id: str) -> Msg | None:
+        msg, status = await self._direct({"last_by_subj": player_events(player_id)})
         if status == "404":
             return None
         if status is not None:
@@ -381,45 +403,18 @@ class EventStore:
 
     async def _get(self, seq: int) -> Msg | None:
         """The message at `seq` (one exact direct get); None if it is gone."""
-        try:
-            msg = await self._nc.request(
-                f"$JS.API.DIRECT.GET.{self._stream}", _json.encode({"seq": seq}), timeout=self._timeout
-            )
-        except NatsTimeout:
-            raise AppendFailed(f"direct get on {self._stream} timed out") from None
-        return None if (msg.headers or {}).get("Status") is not None else msg
+        msg, status = await self._direct({"seq": seq})
+        return None if status is not None else msg
 
     async def _get_run(self, first_seq: int, count: int) -> list[Msg]:
         """`count` consecutive messages from `first_seq`, whatever their subject (one batched get)."""
-        reply, replies = await self._replies.open()
-        out: list[Msg] = []
-        try:
-            await self._nc.publish(
-                f"$JS.API.DIRECT.GET.{self._stream}",
-                _json.encode({"seq": first_seq, "batch": count}),
-                reply=reply,
-            )
-            while True:
-                try:
-                    msg = await asyncio.wait_for(replies.get(), self._timeout)
-                except asyncio.TimeoutError:
-                    raise AppendFailed(f"direct get on {self._stream} timed out") from None
-                if (msg.headers or {}).get("Status") is not None:  # 204 ends the batch, 404: nothing there
-                    return out
-                out.append(msg)
-        finally:
-            self._replies.close(reply)
+        async with contextlib.aclosing(self._batch({"seq": first_seq, "batch": count})) as answers:
+            return [m async for m in answers if (m.headers or {}).get("Status") is None]
 
     async def _first_from(self, player_id: str, seq: int) -> Recorded | None:
         """The player's first event at stream sequence `seq` or later (one direct get)."""
-        msg = await self._nc.request(
-            f"$JS.API.DIRECT.GET.{self._stream}",
-            _json.encode({"seq": seq, "next_by_subj": player_events(player_id)}),
-            timeout=self._timeout,
-        )
-        if (msg.headers or {}).get("Status") is not None:
-            return None
-        return self._decode(msg)
+        msg, status = await self._direct({"seq": seq, "next_by_subj": player_events(player_id)})
+        return None if status is not None else self._decode(msg)
 
     async def _seq_before(self, player_id: str, version: int) -> int:
         """The stream sequence after which the player's `version` is found; -1 if it does not exist.
@@ -443,20 +438,12 @@ class EventStore:
         return lo - 1
 
     async def _direct_batches(self, subject: str, start_seq: int) -> AsyncIterator[Recorded]:
-        api = f"$JS.API.DIRECT.GET.{self._stream}"
         seq = start_seq
         while True:
-            reply, replies = await self._replies.open()
             pending = 0
-            try:
-                await self._nc.publish(
-                    api, _json.encode({"seq": seq, "next_by_subj": subject, "batch": READ_BATCH}), reply=reply
-                )
-                while True:
-                    try:
-                        msg = await asyncio.wait_for(replies.get(), self._timeout)
-                    except asyncio.TimeoutError:
-                        raise AppendFailed(f"direct get on {self._stream} timed out") from None
+            query = {"seq": seq, "next_by_subj": subject, "batch": READ_BATCH}
+            async with contextlib.aclosing(self._batch(query)) as answers:
+                async for msg in answers:
                     status = (msg.headers or {}).get("Status")
                     if status == "404":
                         return
@@ -468,8 +455,6 @@ class EventStore:
                     rec = self._decode(msg)
                     seq = rec.seq + 1
                     yield rec
-            finally:
-                self._replies.close(reply)
             if pending == 0:
                 return
 
@@ -514,12 +499,8 @@ class EventStore:
 
     async def _any_from(self, subject: str, start_seq: int) -> bool:
         """Whether any event matches `subject` at or after `start_seq` (one direct get)."""
-        msg = await self._nc.request(
-            f"$JS.API.DIRECT.GET.{self._stream}",
-            _json.encode({"seq": start_seq, "next_by_subj": subject}),
-            timeout=self._timeout,
-        )
-        return (msg.headers or {}).get("Status") is None
+        _, status = await self._direct({"seq": start_seq, "next_by_subj": subject})
+        return status is None
 
     async def last_seq(self) -> int:
         """The stream's last sequence: where a follower that wants only new events starts."""
