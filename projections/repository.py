@@ -44,15 +44,7 @@ class PlayerRepository:
             state = await self._base(player_id)
             fresh = True
         if fresh:
-            # From a version, the store walks back from the last event with exact
-            # gets (one per append since); from a sequence it would make the
-            # server step through everything stored since, every player's.
-            newer = (
-                await self._store.read(player_id, from_version=state.version + 1)
-                if state.version
-                else await self._store.read(player_id, after_seq=state.last_seq)
-            )
-            for rec in newer:
+            for rec in await self._store.read(player_id, after_seq=state.last_seq):
                 state = evolve(state, rec)
         self.remember(state)
         return state

@@ -362,30 +362,6 @@ async def test_concurrent_resumes_share_one_stream_info_for_the_epoch(nc: NATS, 
     assert len(asked) == 1
 
 
-async def test_a_cached_state_catches_up_by_walking_back_not_by_scanning(
-    nc: NATS, settings: Settings, player_id: str  # nc: the streams exist
-) -> None:
-    """The repository's fresh load reads from the cached version: no subject scan over other players' events."""
-    from questlog.projections.repository import PlayerRepository
-
-    async with watched(settings) as (store, gets):
-        await _interleaved(store, player_id, 4)  # versions 1..7
-        repo = PlayerRepository(store)
-        cached = await repo.load(player_id)
-        assert cached.version == 7
-        pos = await store.position(player_id)
-        for i in range(2):  # another writer moves the player on, other players' events between
-            (r,) = await store.append(player_id, [paused(f"late{i}")], expected=pos, command_id=f"late{i}")
-            pos = Position(r.version, r.seq)
-            await store.append(player_id + "-y", [paused("o")], expected=Position() if i == 0 else other, command_id=f"y{i}")
-            other = await store.position(player_id + "-y")
-        await gets.start()
-        fresh = await repo.load(player_id, fresh=True)
-        await gets.stop()
-    assert fresh.version == 9 and fresh.last_seq == pos.seq
-    assert gets.requests and gets.scans == []
-
-
 async def test_pointers_that_are_malformed_or_lead_elsewhere_fall_back_to_the_scan(
     nc: NATS, settings: Settings, player_id: str
 ) -> None:
