@@ -49,26 +49,26 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# A gateway's joins and leaves of one moment go in one script run (services/batching.py).
-# KEYS index; ARGV gateway, ttl_ms, then (1 join | 0 leave, player) pairs
-# -> per pair {1 if the player changed state, last seen ms}: the announcement is
-# built from the same atomic step, with no second read. Pairs apply in order, so
+# The joins and leaves of one moment go in one script run (services/batching.py).
+# KEYS index; ARGV ttl_ms, then (1 join | 0 leave, player, gateway) triples
+# -> per triple {1 if the player changed state, last seen ms}: the announcement is
+# built from the same atomic step, with no second read. Triples apply in order, so
 # a join and a leave of one player in the same run end as they were asked.
 _TRANSITIONS = _NOW + """
 local out = {}
-local until_ms = now + tonumber(ARGV[2])
-for i = 3, #ARGV, 2 do
-  local player = ARGV[i + 1]
+local until_ms = now + tonumber(ARGV[1])
+for i = 2, #ARGV, 3 do
+  local player, gateway = ARGV[i + 1], ARGV[i + 2]
   local gw = '""" + GW_PREFIX + """' .. player
   redis.call('SET', '""" + SEEN_PREFIX + """' .. player, now)
   redis.call('ZREMRANGEBYSCORE', gw, '-inf', now)
   local changed = 0
   if ARGV[i] == '1' then
     if redis.call('ZCARD', gw) == 0 then changed = 1 end
-    redis.call('ZADD', gw, until_ms, ARGV[1])
+    redis.call('ZADD', gw, until_ms, gateway)
     redis.call('ZADD', KEYS[1], 'GT', until_ms, player)
   else
-    redis.call('ZREM', gw, ARGV[1])
+    redis.call('ZREM', gw, gateway)
     if redis.call('ZCARD', gw) == 0 then
       redis.call('DEL', gw)
       changed = redis.call('ZREM', KEYS[1], player)
@@ -172,16 +172,11 @@ class PresenceStore:
             await self._announce(player_id, False, seen)
 
     async def _run_transitions(self, asked: list[tuple[bool, str, str]]) -> list[tuple[bool, int]]:
-        """One script run per gateway id among `asked` (a process has one, tests may have several)."""
-        answers: dict[int, tuple[bool, int]] = {}
-        for gateway_id in dict.fromkeys(g for _, _, g in asked):
-            mine = [(i, join, player) for i, (join, player, g) in enumerate(asked) if g == gateway_id]
-            args: list[str | int] = [gateway_id, self._ttl_ms]
-            for _, join, player in mine:
-                args.extend((1 if join else 0, player))
-            for (i, _, _), (changed, seen) in zip(mine, await self._transitions(keys=[INDEX], args=args)):
-                answers[i] = (bool(int(changed)), int(seen))
-        return [answers[i] for i in range(len(asked))]
+        args: list[str | int] = [self._ttl_ms]
+        for join, player, gateway_id in asked:
+            args.extend((1 if join else 0, player, gateway_id))
+        answers = await self._transitions(keys=[INDEX], args=args)
+        return [(bool(int(changed)), int(seen)) for changed, seen in answers]
 
     async def sweep_once(self, batch: int = 500) -> int:
         """Players whose every lease expired go offline; returns how many did."""

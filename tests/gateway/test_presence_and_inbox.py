@@ -268,3 +268,26 @@ async def test_renewal_extends_every_lease_and_announces_with_the_time_seen(gate
         await sub.unsubscribe()
     for p in players:
         assert await redis.zscore(f"presence:gw:{p}", "gw-renew") is None
+
+
+async def test_transitions_of_several_gateways_in_one_batch_apply_in_order(gateway_wiring, player_id) -> None:
+    """Two gateways take the player and one lets go, all in one script run: online once, still online."""
+    redis, nc = gateway_wiring.redis, gateway_wiring.nc
+    store = PresenceStore(redis, nc, ttl_s=30)
+    changes: list[dict] = []
+    went_offline = asyncio.Event()
+
+    async def on_change(msg) -> None:
+        changes.append(msgspec.json.decode(msg.data))
+        if not changes[-1]["online"]:
+            went_offline.set()
+
+    sub = await nc.subscribe(changed_subject(player_id), cb=on_change)
+    await nc.flush()
+    await asyncio.gather(store.join(player_id, "gw-a"), store.join(player_id, "gw-b"), store.leave(player_id, "gw-a"))
+    assert set(await redis.zrange(f"presence:gw:{player_id}", 0, -1)) == {b"gw-b"}
+    assert (await store.get([player_id]))[0]["online"] is True
+    await store.leave(player_id, "gw-b")
+    await asyncio.wait_for(went_offline.wait(), 5)
+    await sub.unsubscribe()
+    assert [c["online"] for c in changes] == [True, False]
