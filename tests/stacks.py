@@ -12,6 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from questlog.events.streams import ensure_streams
+from questlog.services.commands import SERVICE_NAME
 from questlog.services.roster import services
 from questlog.services.settings import Settings, load_settings
 from questlog.services.stack import run_services
@@ -41,19 +42,18 @@ async def private_stack(
             await nc.drain()
 
 
-async def commands_answer(nc: NATS) -> None:
-    """Until the commands service answers a ping sent on `nc`.
+async def commands_ready(nc: NATS, timeout_s: float = 30.0) -> None:
+    """Until the commands service answers $SRV.PING on `nc` (it registers once started).
 
-    The service flushes its subscriptions before it says it is ready, yet about
-    one run in fifty the first request from another connection met "no
-    responders" (not understood yet); tests that are not about start-up wait.
+    Also after it said ready in-process: about one run in fifty the first
+    request from another connection met "no responders" (not understood yet).
     """
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(timeout_s):
         while True:
             try:
-                await nc.request("$SRV.PING.questlog-commands", b"", timeout=1)
+                await nc.request(f"$SRV.PING.{SERVICE_NAME}", b"", timeout=0.5)
                 return
-            except nats.errors.NoRespondersError:
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
                 await asyncio.sleep(0.05)  # another connection's state: polled
 
 
@@ -67,7 +67,7 @@ async def in_process(settings: Settings, names: tuple[str, ...]) -> AsyncIterato
             await asyncio.wait_for(wiring.ready("commands").wait(), 20)
             probe = await nats.connect(settings.nats_url)  # a connection of its own, as a test's client is
             try:
-                await commands_answer(probe)
+                await commands_ready(probe, timeout_s=10)
             finally:
                 await probe.close()
         try:

@@ -12,30 +12,17 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 
-import nats
 import pytest
-from nats.aio.client import Client as NATS
 
 from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
 from questlog.services.command_client import Actor, CommandClient
 
 from .processes import ServiceProcess
-from .stacks import private_stack
+from .stacks import commands_ready, private_stack
 from .watch import queue_idle, until
 
 pytestmark = pytest.mark.slow
-
-
-async def commands_ready(nc: NATS) -> None:
-    """Until the commands service answers $SRV.PING (it registers once started)."""
-    async with asyncio.timeout(30):
-        while True:
-            try:
-                await nc.request("$SRV.PING.questlog-commands", b"", timeout=0.5)
-                return
-            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                await asyncio.sleep(0.05)  # nothing to subscribe to before the service exists
 
 
 def check_log(player_id: str, events: list[Recorded]) -> None:

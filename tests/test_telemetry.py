@@ -339,7 +339,7 @@ async def test_commands_count_by_method_and_outcome_with_latency(tmp_path) -> No
     from questlog.services.protocol import RpcError
     from questlog.services.wiring import connect
 
-    from .stacks import commands_answer, private_stack
+    from .stacks import commands_ready, private_stack
 
     t = private()
     async with private_stack(tmp_path) as (settings, nc, _env):
@@ -347,7 +347,7 @@ async def test_commands_count_by_method_and_outcome_with_latency(tmp_path) -> No
             stop = asyncio.Event()
             task = asyncio.create_task(serve_commands(wiring, stop, metrics=t.metrics))
             await asyncio.wait_for(wiring.ready("commands").wait(), 10)
-            await commands_answer(nc)
+            await commands_ready(nc, timeout_s=10)
             client = CommandClient(nc)
             await client.call("queue.pause", "m-1", {}, Actor("m-1"))
             with pytest.raises(RpcError):
