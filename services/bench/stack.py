@@ -125,7 +125,6 @@ class BenchStack:
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.wanted = list(services)
-        self.want_gateway = gateway
         self.want_gateways = max(1, gateways) if gateway else 0
         self.time_scale = time_scale
         self.instances = instances or {}
