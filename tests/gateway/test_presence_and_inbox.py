@@ -49,20 +49,32 @@ async def test_presence_get_and_changes_follow_connections(open_socket, token, p
     assert changes[1]["player_id"] == player_id and changes[1]["last_seen"]
 
 
+class Announcements:
+    """The `presence.changed` messages of one player, and an event for each time they went offline."""
+
+    def __init__(self) -> None:
+        self.changes: list[dict] = []
+        self.offline = asyncio.Event()
+
+    async def watch(self, nc, player_id: str):
+        async def on_change(msg) -> None:
+            self.changes.append(msgspec.json.decode(msg.data))
+            if not self.changes[-1]["online"]:
+                self.offline.set()
+
+        sub = await nc.subscribe(changed_subject(player_id), cb=on_change)
+        await nc.flush()
+        return sub
+
+
 async def test_a_lease_nobody_renews_expires_but_another_gateway_keeps_the_player_online(
     gateway_wiring, player_id
 ) -> None:
     redis, nc = gateway_wiring.redis, gateway_wiring.nc
     store = PresenceStore(redis, nc, ttl_s=0.6)
-    changes: list[dict] = []
-    offline = asyncio.Event()
-
-    async def on_change(msg) -> None:
-        changes.append(msgspec.json.decode(msg.data))
-        if not changes[-1]["online"]:
-            offline.set()
-
-    sub = await nc.subscribe(changed_subject(player_id), cb=on_change)
+    seen = Announcements()
+    changes, offline = seen.changes, seen.offline
+    sub = await seen.watch(nc, player_id)
     stop = asyncio.Event()
     sweeper = asyncio.create_task(run_sweeper(gateway_wiring, stop, ttl_s=0.6, every_s=0.05))
     alive = PresenceLeases(store, "gw-alive", renew_every_s=0.2)
@@ -274,20 +286,12 @@ async def test_transitions_of_several_gateways_in_one_batch_apply_in_order(gatew
     """Two gateways take the player and one lets go, all in one script run: online once, still online."""
     redis, nc = gateway_wiring.redis, gateway_wiring.nc
     store = PresenceStore(redis, nc, ttl_s=30)
-    changes: list[dict] = []
-    went_offline = asyncio.Event()
-
-    async def on_change(msg) -> None:
-        changes.append(msgspec.json.decode(msg.data))
-        if not changes[-1]["online"]:
-            went_offline.set()
-
-    sub = await nc.subscribe(changed_subject(player_id), cb=on_change)
-    await nc.flush()
+    seen = Announcements()
+    sub = await seen.watch(nc, player_id)
     await asyncio.gather(store.join(player_id, "gw-a"), store.join(player_id, "gw-b"), store.leave(player_id, "gw-a"))
     assert set(await redis.zrange(f"presence:gw:{player_id}", 0, -1)) == {b"gw-b"}
     assert (await store.get([player_id]))[0]["online"] is True
     await store.leave(player_id, "gw-b")
-    await asyncio.wait_for(went_offline.wait(), 5)
+    await asyncio.wait_for(seen.offline.wait(), 5)
     await sub.unsubscribe()
-    assert [c["online"] for c in changes] == [True, False]
+    assert [c["online"] for c in seen.changes] == [True, False]
