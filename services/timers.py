@@ -12,6 +12,7 @@ No timer lives only in memory.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 
 import msgspec
@@ -52,11 +53,26 @@ timer_decoder = msgspec.json.Decoder(Timer)
 
 
 class TimerScheduler:
-    def __init__(self, js: JetStreamContext) -> None:
+    """Publishes timers, and remembers the last one it published for each player.
+
+    The processor asks for a player's next timer after every event it reacts
+    to, so most requests repeat a timer already in the stream. The server
+    would drop the copy (same `Nats-Msg-Id`), but each copy still costs a
+    publish and its ack; a timer this process saw acknowledged is durable, so
+    repeating it is skipped. Memory of it is bounded, per process, and lost on
+    restart, where the server's duplicate check takes over again.
+    """
+
+    def __init__(self, js: JetStreamContext, *, remember: int = 10_000) -> None:
         self._js = js
+        self._remember = remember
+        self._last: OrderedDict[str, str] = OrderedDict()  # player id -> schedule subject acknowledged
 
     async def schedule(self, timer: Timer) -> None:
         subject = timer.schedule_subject
+        if self._last.get(timer.player_id) == subject:
+            self._last.move_to_end(timer.player_id)
+            return
         headers = {
             "Nats-Schedule": schedule_expression(timer.due_at),
             "Nats-Schedule-Target": due_subject(timer.player_id),
@@ -64,3 +80,7 @@ class TimerScheduler:
         }
         propagate.inject(headers)  # the step that fires continues the trace that scheduled it
         await self._js.publish(subject, _encoder.encode(timer), headers=headers)
+        self._last[timer.player_id] = subject
+        self._last.move_to_end(timer.player_id)
+        while len(self._last) > self._remember:
+            self._last.popitem(last=False)

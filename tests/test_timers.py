@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
 
 from questlog.services.settings import Settings
@@ -48,3 +50,61 @@ async def test_timers_fire_in_due_order_and_rescheduling_is_idempotent(
         extra = []
     assert extra == [], "a timer scheduled twice fires once"
     await sub.unsubscribe()
+
+
+
+async def _published(nc: NATS, prefix: str, schedule: Callable[[], Awaitable[None]]) -> list[str]:
+    """The schedule subjects under `prefix` that reached the server while `schedule` ran."""
+    seen: list[str] = []
+    sentinel = asyncio.get_running_loop().create_future()
+    end = f"{prefix}.sentinel"
+
+    async def on_schedule(msg: Msg) -> None:
+        if msg.subject == end:
+            sentinel.set_result(None)
+        else:
+            seen.append(msg.subject)
+
+    sub = await nc.subscribe(f"{prefix}.>", cb=on_schedule)
+    await nc.flush()
+    await schedule()
+    await nc.publish(end, b"")  # after everything schedule() sent, on the same connection
+    await asyncio.wait_for(sentinel, 10)
+    await sub.unsubscribe()
+    return seen
+
+
+async def test_a_timer_already_acknowledged_is_not_published_again(nc: NATS, player_id: str) -> None:
+    """The processor asks for the same timer after every event; only a new one costs a publish."""
+    js = nc.jetstream()
+    at = datetime.now(UTC) + timedelta(hours=1)
+    timer = Timer(player_id=player_id, task_id="t-1", attempt=1, kind="step", step=1, due_at=at)
+    moved = Timer(player_id=player_id, task_id="t-1", attempt=1, kind="step", step=1, due_at=at + timedelta(minutes=1))
+
+    async def schedule() -> None:
+        scheduler = TimerScheduler(js)
+        for _ in range(3):
+            await scheduler.schedule(timer)
+        await scheduler.schedule(moved)  # a moved timer is a new one
+        await scheduler.schedule(timer)  # and moving it back publishes again (the server drops the copy)
+        await TimerScheduler(js).schedule(timer)  # a restarted processor remembers nothing
+
+    seen = await _published(nc, f"timers.schedule.{player_id}", schedule)
+    assert seen == [timer.schedule_subject, moved.schedule_subject, timer.schedule_subject, timer.schedule_subject]
+
+
+async def test_the_memory_of_acknowledged_timers_is_bounded(nc: NATS, player_id: str) -> None:
+    at = datetime.now(UTC) + timedelta(hours=1)
+    timers = [Timer(player_id=f"{player_id}-{n}", task_id="t", attempt=1, kind="step", step=1, due_at=at)
+              for n in range(3)]
+
+    async def schedule() -> None:
+        scheduler = TimerScheduler(nc.jetstream(), remember=2)
+        for timer in timers:
+            await scheduler.schedule(timer)
+        await scheduler.schedule(timers[2])  # remembered
+        await scheduler.schedule(timers[0])  # forgotten: the oldest of three, with room for two
+
+    seen = await _published(nc, "timers.schedule", schedule)
+    mine = [subject for subject in seen if subject.startswith(f"timers.schedule.{player_id}-")]
+    assert mine == [t.schedule_subject for t in timers] + [timers[0].schedule_subject]
