@@ -13,6 +13,7 @@ from collections import OrderedDict
 from nats.js.kv import KeyValue
 
 from questlog.events.registry import EventRegistry
+from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
 
 from .player import evolve, initial_state
@@ -46,6 +47,25 @@ class PlayerRepository:
         if fresh:
             for rec in await self._store.read(player_id, after_seq=state.last_seq):
                 state = evolve(state, rec)
+        self.remember(state)
+        return state
+
+    def holding(self, seen: Recorded) -> PlayerState | None:
+        """The cached state if it already holds `seen`, or `seen` is the very next event (folded in); else None.
+
+        A consumer is handed each event it subscribes to in log order, so its
+        cached state is usually one event short of the one in hand: folding
+        that in costs no read. The state may still be behind the log (events
+        not delivered yet); callers that append are checked by the append's
+        concurrency check, and callers that project will see the later events.
+        """
+        state = self._cache.get(seen.player_id)
+        if state is None:
+            return None
+        if state.version + 1 == seen.version and state.last_seq < seen.seq:
+            state = evolve(state, seen)
+        elif state.version < seen.version:
+            return None  # events in between this process has not seen: read them
         self.remember(state)
         return state
 

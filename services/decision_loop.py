@@ -50,22 +50,31 @@ class DecisionLoop:
         command_id: str | None = None,
         causation_id: str | None = None,
         fresh: bool = False,
+        seen: Recorded | None = None,
     ) -> Outcome[R]:
         """Decide over the player's state and append; `decide` may raise domain errors.
 
         `fresh=False` lets the first attempt use the cached state: a stale cache
         costs one conflict (or one re-decision, if the cached state was refused),
-        a fresh read costs a round trip every time. A
-        service's `causation_id` gets `@v<version>` appended: two instances
+        a fresh read costs a round trip every time. `seen` (an event a consumer
+        was handed) lets the first attempt decide without a read if the cached
+        state holds it or is one event short of it: a decision that appends is
+        checked by the append, and one that appends nothing was taken on a state
+        holding `seen`, so what later events make due is decided when they
+        arrive. A service's `causation_id` gets `@v<version>` appended: two instances
         deciding over the same state make the same decision under the same id.
         """
         with _tracer.start_as_current_span("decide_and_append", attributes={"player.id": player_id}):
             for _ in range(self.max_attempts):
-                state = await self.repo.load(player_id, fresh=fresh)
+                state = self.repo.holding(seen) if seen is not None else None
+                seen = None  # the first attempt only
+                read_now = fresh and state is None
+                if state is None:
+                    state = await self.repo.load(player_id, fresh=fresh)
                 try:
                     events, result = decide(state)
                 except Exception:
-                    if fresh:
+                    if read_now:
                         raise
                     # Refused on a cached state: the log may have moved on (other
                     # services write too), so only a refusal of the fresh state counts.

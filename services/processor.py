@@ -18,6 +18,7 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from questlog.events import codec
+from questlog.events.schema import Recorded
 from questlog.events.subjects import events_of_type
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
@@ -84,7 +85,7 @@ class Processor:
 
     async def on_event(self, msg: Msg) -> None:
         rec = codec.decode(msg.data, self.registry, msg.metadata.sequence.stream)
-        await self.drive(rec.player_id)
+        await self.drive(rec.player_id, seen=rec)
 
     async def on_timer(self, msg: Msg) -> None:
         timer = timer_decoder.decode(msg.data)
@@ -102,13 +103,17 @@ class Processor:
             )
         await self.loop.run(timer.player_id, decide, causation_id=f"timer:{timer.schedule_subject}", fresh=True)
 
-    async def drive(self, player_id: str) -> None:
-        """Start what can start; then schedule, or at once complete, what is due next."""
+    async def drive(self, player_id: str, *, seen: Recorded | None = None) -> None:
+        """Start what can start; then schedule, or at once complete, what is due next.
+
+        `seen`: the event that made us drive, so a cached state holding it needs no read.
+        """
         outcome = await self.loop.run(
             player_id,
             lambda s: (engine.advance(s, s.updated_at, self.rules), None),
             causation_id="advance",
             fresh=True,
+            seen=seen,
         )
         state = outcome.state
         timer = next_timer(state)

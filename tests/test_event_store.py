@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from datetime import UTC, datetime
 from typing import ClassVar
 
 import msgspec
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -30,6 +26,7 @@ from questlog.events.store import EventStore, Position
 from questlog.events.subjects import event_subject, player_events
 from questlog.services.settings import Settings
 
+from .direct_gets import DirectGets, watched
 from .stacks import private_stack
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -217,49 +214,6 @@ async def test_live_subject_carries_only_stored_events(nc: NATS, store: EventSto
     await asyncio.wait_for(arrived.wait(), 5)
     await sub.unsubscribe()
     assert got == [first[0].seq, second[0].seq]
-
-
-class DirectGets:
-    """The direct gets one connection sends, seen by a plain subscription on the API subject.
-
-    The connection has an inbox prefix of its own, so its requests are told
-    apart from those of every other client of the suite's server.
-    """
-
-    def __init__(self, nc: NATS, settings: Settings, inbox_prefix: str) -> None:
-        self._nc, self._settings, self._prefix = nc, settings, inbox_prefix
-        self.requests: list[dict[str, object]] = []
-        self._watching = False
-
-    async def start(self) -> None:
-        async def seen(msg) -> None:
-            if self._watching and (msg.reply or "").startswith(self._prefix):
-                self.requests.append(msgspec.json.decode(msg.data))
-
-        self._sub = await self._nc.subscribe(f"$JS.API.DIRECT.GET.{self._settings.events_stream}", cb=seen)
-        await self._nc.flush()
-        self._watching = True
-
-    async def stop(self) -> None:
-        await self._nc.flush()
-        self._watching = False
-        await self._sub.unsubscribe()
-
-    @property
-    def scans(self) -> list[dict[str, object]]:
-        """Requests that make the server search by subject (its cost grows with the stream)."""
-        return [r for r in self.requests if "next_by_subj" in r]
-
-
-@contextlib.asynccontextmanager
-async def watched(settings: Settings, **store_kw: object) -> AsyncIterator[tuple[EventStore, DirectGets]]:
-    """A store on a connection of its own, and what it asks the server."""
-    prefix = f"_INBOX_T{uuid.uuid4().hex[:8]}"
-    conn = await nats.connect(settings.nats_url, inbox_prefix=prefix)
-    try:
-        yield EventStore(conn, settings, **store_kw), DirectGets(conn, settings, prefix)
-    finally:
-        await conn.close()
 
 
 async def _interleaved(store: EventStore, player_id: str, appends: int) -> None:
