@@ -11,10 +11,11 @@ Four projections, each in its own namespace so it can be rebuilt blue/green:
 
 Every projection also keeps `ql:<name>:<ns>:seq` (hash player -> the stream
 sequence its data reflects) and `ql:<name>:<ns>:position` (the highest one).
-One Lua script applies a player's new state to any set of projections and
-namespaces atomically, and only if its sequence is newer than the one
+One Lua script applies players' new states to any set of projections and
+namespaces atomically, and only if each sequence is newer than the one
 recorded: redelivery, replays and a rebuild racing the live projector all
-converge on the newest state. Views are computed at the state's own time
+converge on the newest state. The live projector's states of one event-loop
+turn go in one script run (`ReadModels.project`). Views are computed at the state's own time
 (never the wall clock), so a rebuild writes the same bytes the live path did.
 `ql:<name>:active` names the serving namespace; `ql:<name>:building` the one a
 rebuild is filling.
@@ -27,6 +28,8 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
+from questlog.services.batching import Coalescer
+
 from .state import PlayerState
 from .views import player_view, queue_view
 
@@ -36,50 +39,70 @@ NAMESPACES = ("a", "b")
 _encoder = msgspec.json.Encoder(order="deterministic")
 
 _APPLY = """
-local pid, seq = ARGV[1], tonumber(ARGV[2])
-local data = cjson.decode(ARGV[3])
-local applied = 0
-for i = 4, #ARGV do
-  local name, ns = string.match(ARGV[i], "([^:]+):([^:]+)")
+-- ARGV: how many targets ("name:ns") follow, the targets, then a (player, sequence, data)
+-- triple per state. No targets: every projection's serving namespace and, while a rebuild
+-- runs, its building one, read here so a swap cannot fall between the lookup and the write.
+local function apply(pid, seq, data, name, ns)
   local seqkey = 'ql:' .. name .. ':' .. ns .. ':seq'
   local last = tonumber(redis.call('HGET', seqkey, pid) or '0')
-  if seq > last then
-    applied = applied + 1
-    redis.call('HSET', seqkey, pid, seq)
-    local poskey = 'ql:' .. name .. ':' .. ns .. ':position'
-    if seq > tonumber(redis.call('GET', poskey) or '0') then redis.call('SET', poskey, seq) end
-    if name == 'queue' then
-      redis.call('SET', 'ql:queue:' .. ns .. ':p:' .. pid, data.queue)
-    elseif name == 'profile' then
-      redis.call('SET', 'ql:profile:' .. ns .. ':p:' .. pid, data.profile)
-    elseif name == 'leaderboard' then
-      redis.call('ZADD', 'ql:leaderboard:' .. ns .. ':total', data.total_xp, pid)
-      for skill, xp in pairs(data.skill_xp) do
-        redis.call('ZADD', 'ql:leaderboard:' .. ns .. ':skill:' .. skill, xp, pid)
-      end
-    elseif name == 'stats' then
-      local ckey = 'ql:stats:' .. ns .. ':contrib:' .. pid
-      local skey = 'ql:stats:' .. ns
-      local old = redis.call('HGETALL', ckey)
-      local prev = {}
-      for j = 1, #old, 2 do prev[old[j]] = tonumber(old[j + 1]) end
-      for field, value in pairs(data.contrib) do
-        local delta = value - (prev[field] or 0)
-        prev[field] = nil
-        if delta ~= 0 then
-          if redis.call('HINCRBY', skey, field, delta) == 0 then redis.call('HDEL', skey, field) end
-        end
-      end
-      for field, value in pairs(prev) do
-        if redis.call('HINCRBY', skey, field, -value) == 0 then redis.call('HDEL', skey, field) end
-      end
-      redis.call('DEL', ckey)
-      for field, value in pairs(data.contrib) do redis.call('HSET', ckey, field, value) end
+  if seq <= last then return 0 end
+  redis.call('HSET', seqkey, pid, seq)
+  local poskey = 'ql:' .. name .. ':' .. ns .. ':position'
+  if seq > tonumber(redis.call('GET', poskey) or '0') then redis.call('SET', poskey, seq) end
+  if name == 'queue' then
+    redis.call('SET', 'ql:queue:' .. ns .. ':p:' .. pid, data.queue)
+  elseif name == 'profile' then
+    redis.call('SET', 'ql:profile:' .. ns .. ':p:' .. pid, data.profile)
+  elseif name == 'leaderboard' then
+    redis.call('ZADD', 'ql:leaderboard:' .. ns .. ':total', data.total_xp, pid)
+    for skill, xp in pairs(data.skill_xp) do
+      redis.call('ZADD', 'ql:leaderboard:' .. ns .. ':skill:' .. skill, xp, pid)
     end
+  elseif name == 'stats' then
+    local ckey = 'ql:stats:' .. ns .. ':contrib:' .. pid
+    local skey = 'ql:stats:' .. ns
+    local old = redis.call('HGETALL', ckey)
+    local prev = {}
+    for j = 1, #old, 2 do prev[old[j]] = tonumber(old[j + 1]) end
+    for field, value in pairs(data.contrib) do
+      local delta = value - (prev[field] or 0)
+      prev[field] = nil
+      if delta ~= 0 then
+        if redis.call('HINCRBY', skey, field, delta) == 0 then redis.call('HDEL', skey, field) end
+      end
+    end
+    for field, value in pairs(prev) do
+      if redis.call('HINCRBY', skey, field, -value) == 0 then redis.call('HDEL', skey, field) end
+    end
+    redis.call('DEL', ckey)
+    for field, value in pairs(data.contrib) do redis.call('HSET', ckey, field, value) end
+  end
+  return 1
+end
+
+local n = tonumber(ARGV[1])
+local targets = {}
+if n == 0 then
+  for _, name in ipairs({NAMES}) do
+    targets[#targets + 1] = {name, redis.call('GET', 'ql:' .. name .. ':active') or 'a'}
+    local building = redis.call('GET', 'ql:' .. name .. ':building')
+    if building then targets[#targets + 1] = {name, building} end
+  end
+else
+  for i = 2, n + 1 do
+    local name, ns = string.match(ARGV[i], "([^:]+):([^:]+)")
+    targets[#targets + 1] = {name, ns}
   end
 end
+local applied = {}
+for i = n + 2, #ARGV, 3 do
+  local pid, seq, data = ARGV[i], tonumber(ARGV[i + 1]), cjson.decode(ARGV[i + 2])
+  local count = 0
+  for _, t in ipairs(targets) do count = count + apply(pid, seq, data, t[1], t[2]) end
+  applied[#applied + 1] = count
+end
 return applied
-"""
+""".replace("{NAMES}", "{" + ", ".join(f"'{n}'" for n in NAMES) + "}")
 
 
 def contribution(state: PlayerState) -> dict[str, int]:
@@ -110,10 +133,15 @@ def projection_data(state: PlayerState) -> bytes:
     )
 
 
+def _triple(state: PlayerState) -> tuple[str, int, bytes]:
+    return state.player_id, state.last_seq, projection_data(state)
+
+
 class ReadModels:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self._apply = redis.register_script(_APPLY)
+        self._project = Coalescer(self._project_batch)
 
     async def targets(self, names: tuple[str, ...] = NAMES) -> list[str]:
         """`name:ns` for every namespace a projection must be written to now (serving + building)."""
@@ -128,9 +156,23 @@ class ReadModels:
         return out
 
     async def apply(self, state: PlayerState, targets: list[str]) -> int:
+        """Into the named `name:ns` targets (a rebuild); how many it changed."""
         if state.version == 0 or not targets:
             return 0
-        return int(await self._apply(args=[state.player_id, state.last_seq, projection_data(state), *targets]))
+        (applied,) = await self._apply(args=[len(targets), *targets, *_triple(state)])
+        return int(applied)
+
+    async def project(self, state: PlayerState) -> int:
+        """Into what serves now and what a rebuild is building (the live projector); how many it changed."""
+        if state.version == 0:
+            return 0
+        return await self._project(state)
+
+    async def _project_batch(self, states: list[PlayerState]) -> list[int]:
+        args: list[object] = [0]
+        for state in states:
+            args += _triple(state)
+        return [int(n) for n in await self._apply(args=args)]
 
     async def active(self, name: str) -> str:
         value = await self.redis.get(f"ql:{name}:active")

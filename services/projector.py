@@ -1,8 +1,10 @@
 """The projector: keeps the Redis read models at the newest state of every player.
 
 State-based like every service: for any event of a player it writes the
-player's current state, tagged with the stream sequence it reflects, so
-redelivered or reordered events cannot move a read model backwards.
+player's state as of that event or later, tagged with the stream sequence it
+reflects, so redelivered or reordered events cannot move a read model
+backwards. It is handed every event, in order, so its cached state is
+usually one event short of the one in hand and needs no read of the log.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import asyncio
 
 from nats.aio.msg import Msg
 
-from questlog.events.subjects import EVENTS_WILDCARD, player_of
+from questlog.events import codec
+from questlog.events.subjects import EVENTS_WILDCARD
 from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
 
@@ -26,10 +29,11 @@ class Projector:
         self.repo, self.read_models = repo, read_models
 
     async def on_event(self, msg: Msg) -> None:
-        state = await self.repo.load(player_of(msg.subject), fresh=True)
+        rec = codec.decode(msg.data, self.repo.registry, msg.metadata.sequence.stream)
+        state = self.repo.holding(rec) or await self.repo.load(rec.player_id, fresh=True)
         if state.last_seq < msg.metadata.sequence.stream:
             raise RuntimeError("the log is behind the event being projected; retry")  # never silently stale
-        await self.read_models.apply(state, await self.read_models.targets())
+        await self.read_models.project(state)
 
 
 def projector_spec(wiring: Wiring) -> ConsumerSpec:
