@@ -1,11 +1,13 @@
 """The one consumer runtime every reacting service uses.
 
 A durable pull consumer shared by every instance of a service (so N instances
-split the work); within a fetched batch one player's messages are handled in
-order and different players concurrently; ack only after the effect,
-redelivery with backoff on errors, and a dead-letter stream once a message used
-up its deliveries. Setting `stop` drains: no new fetch, the in-flight messages
-finish and are acked.
+split the work), its messages taken as they arrive (`pulling.Pull`); within
+what arrived together one player's messages are handled in order and
+different players concurrently; ack only after the effect, redelivery with
+backoff on errors, and a dead-letter stream once a message used up its
+deliveries. Setting `stop` drains: nothing new is taken, the in-flight
+messages finish and are acked, and any delivered but not yet started are
+given back (nak) for another instance.
 
 Redelivery and several instances mean a handler can see a player's messages
 out of order or twice, so every handler is state-based: it loads the player's
@@ -21,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
@@ -32,6 +35,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from .metrics import QuestlogMetrics
+from .pulling import Pull
 from .settings import Settings
 
 log = logging.getLogger("questlog.consumer")
@@ -91,7 +95,7 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
 
 
 async def run_consumer(
-    js: JetStreamContext,
+    nc: NATS,
     spec: ConsumerSpec,
     handler: Handler,
     stop: asyncio.Event,
@@ -100,7 +104,9 @@ async def run_consumer(
     fetch_timeout: float = 1.0,
     metrics: QuestlogMetrics | None = None,
 ) -> None:
+    """Handle the durable's messages until `stop`; `fetch_timeout` bounds each wait for new ones."""
     metrics = metrics or QuestlogMetrics.from_global()
+    js = nc.jetstream()
     while True:  # the durable may be unavailable for a moment (a cluster electing leaders)
         try:
             await ensure_consumer(js, spec)
@@ -111,36 +117,40 @@ async def run_consumer(
                 await asyncio.wait_for(stop.wait(), fetch_timeout)
             if stop.is_set():
                 return
-    sub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
-    lag_at = await _measure_lag(sub, spec, metrics)
+    pull = await Pull(nc, spec.stream, spec.durable, batch=spec.batch).start()
+    stopping = asyncio.create_task(stop.wait())
+    stopping.add_done_callback(lambda _: pull.interrupt())
+    lag_at = await _measure_lag(js, spec, metrics)
     try:
         while not stop.is_set():
             try:
-                msgs = await sub.fetch(spec.batch, timeout=fetch_timeout)
-            except (NatsTimeout, asyncio.TimeoutError):
-                if time.monotonic() - lag_at >= LAG_EVERY_S:
-                    lag_at = await _measure_lag(sub, spec, metrics)
-                continue
-            except NatsError as exc:  # reconnecting, a leader election: wait, then fetch again
-                log.warning("fetch failed; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
+                msgs = await pull.next(fetch_timeout)
+            except NatsError as exc:  # reconnecting: wait, then ask again
+                log.warning("pull request failed; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), fetch_timeout)
                 continue
-            if msgs:
-                metrics.lag(spec.durable, msgs[-1].metadata.num_pending)
-                lag_at = time.monotonic()
+            if not msgs:
+                if time.monotonic() - lag_at >= LAG_EVERY_S:
+                    lag_at = await _measure_lag(js, spec, metrics)
+                continue
+            metrics.lag(spec.durable, msgs[-1].metadata.num_pending)
+            lag_at = time.monotonic()
             groups: dict[str, list[Msg]] = {}
             for msg in msgs:
                 groups.setdefault(key(msg), []).append(msg)
             await asyncio.gather(*(_in_order(js, spec, handler, group, metrics) for group in groups.values()))
     finally:
-        await sub.unsubscribe()
+        stopping.cancel()
+        # Delivered to us after the last batch: give them back now rather than after the ack wait.
+        for msg in await pull.close():
+            await _settle(msg.nak(), spec, msg)
 
 
-async def _measure_lag(sub: JetStreamContext.PullSubscription, spec: ConsumerSpec, metrics: QuestlogMetrics) -> float:
+async def _measure_lag(js: JetStreamContext, spec: ConsumerSpec, metrics: QuestlogMetrics) -> float:
     """Set the lag gauge from the consumer's info; a failure (a leader election) only skips a reading."""
     try:
-        info = await sub.consumer_info()
+        info = await js.consumer_info(spec.stream, spec.durable)
     except (NatsError, asyncio.TimeoutError) as exc:
         log.debug("consumer info unavailable", extra={"consumer": spec.durable, "error": repr(exc)})
     else:

@@ -231,7 +231,7 @@ async def serve_notifier(wiring: Wiring, stop: asyncio.Event, *, rt: Any = None,
     notifier = Notifier(wiring.store.registry, presence, inbox, webhook)
     wiring.ready("notifier").set()
     try:
-        await run_consumer(wiring.js, notifier_spec(wiring.settings, durable), notifier.handle, stop)
+        await run_consumer(wiring.nc, notifier_spec(wiring.settings, durable), notifier.handle, stop)
     finally:
         if webhook is not None:
             await webhook.close()

@@ -141,6 +141,6 @@ async def serve_processor(wiring: Wiring, stop: asyncio.Event, *, rules: Rules |
     events = ConsumerSpec.of_service(s, "processor", [events_of_type(t) for t in TRIGGERS])
     timers = ConsumerSpec.of_service(s, "processor-timers", [DUE_SUBJECTS], stream=s.timers_stream)
     await asyncio.gather(
-        run_consumer(wiring.js, events, processor.on_event, stop),
-        run_consumer(wiring.js, timers, processor.on_timer, stop),
+        run_consumer(wiring.nc, events, processor.on_event, stop),
+        run_consumer(wiring.nc, timers, processor.on_timer, stop),
     )

@@ -35,4 +35,4 @@ async def serve_snapshotter(wiring: Wiring, stop: asyncio.Event) -> None:
     # a repository that folds from the last snapshot: each snapshot builds on the previous one
     repo = PlayerRepository(wiring.store, snapshots, cache_size=1000)
     spec = ConsumerSpec.of_service(wiring.settings, "snapshotter", [EVENTS_WILDCARD])
-    await run_consumer(wiring.js, spec, Snapshotter(repo, snapshots, wiring.settings.snapshot_every).on_event, stop)
+    await run_consumer(wiring.nc, spec, Snapshotter(repo, snapshots, wiring.settings.snapshot_every).on_event, stop)

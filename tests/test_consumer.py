@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
 from questlog.services.consumer import ConsumerSpec, ensure_consumer, run_consumer
+from questlog.services.pulling import Pull
 from questlog.services.settings import Settings
 
 
@@ -75,7 +76,7 @@ async def test_every_message_handled_once_after_transient_failures(nc: NATS, set
             done.set()
 
     spec = spec_for(settings, [f"ctest.{p}.>" for p in players])
-    task = asyncio.create_task(run_consumer(nc.jetstream(), spec, handler, stop, fetch_timeout=0.2, key=by_player))
+    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, fetch_timeout=0.2, key=by_player))
     await asyncio.wait_for(done.wait(), 20)
     stop.set()
     await asyncio.wait_for(task, 10)
@@ -99,7 +100,7 @@ async def test_poison_message_goes_to_dead_letter_stream(nc: NATS, settings: Set
         attempts += 1
         raise ValueError("always broken")
 
-    task = asyncio.create_task(run_consumer(js, spec, handler, stop, fetch_timeout=0.2, key=by_player))
+    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, fetch_timeout=0.2, key=by_player))
     (dead,) = await dl.fetch(1, timeout=20)
     stop.set()
     await asyncio.wait_for(task, 10)
@@ -132,7 +133,7 @@ async def test_two_instances_share_one_durable_and_drain_on_stop(nc: NATS, setti
 
     js = nc.jetstream()
     tasks = [
-        asyncio.create_task(run_consumer(js, spec, handler_for(i), stops[i], fetch_timeout=0.2, key=by_player)) for i in range(2)
+        asyncio.create_task(run_consumer(nc, spec, handler_for(i), stops[i], fetch_timeout=0.2, key=by_player)) for i in range(2)
     ]
     await asyncio.wait_for(done.wait(), 20)
     for s in stops:
@@ -152,3 +153,45 @@ async def test_a_service_durable_takes_the_deployment_ack_wait(nc: NATS, setting
     info = await nc.jetstream().consumer_info(test_stream, durable)
     assert info.config.ack_wait == 7.0
     assert ConsumerSpec.of_service(tuned, "x", ["y"]).stream == settings.events_stream
+
+
+async def test_a_caught_up_consumer_takes_a_new_message_at_once_not_when_a_batch_fills(
+    nc: NATS, settings: Settings, test_stream: str
+) -> None:
+    """The wait for new messages is 30 s and a batch is 128: the message must not wait for either."""
+    p = f"c-{uuid.uuid4().hex[:8]}"
+    spec = spec_for(settings, [f"ctest.{p}.>"])
+    handled: asyncio.Queue[int] = asyncio.Queue()
+    stop = asyncio.Event()
+
+    async def handler(msg: Msg) -> None:
+        handled.put_nowait(int(msg.data))
+
+    await ensure_consumer(nc.jetstream(), spec)
+    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, fetch_timeout=30, key=by_player))
+    for n in range(3):  # one at a time, each after the one before was handled
+        await nc.jetstream().publish(f"ctest.{p}.tick", str(n).encode())
+        assert await asyncio.wait_for(handled.get(), 10) == n, "handled while the pull request is still open"
+    stop.set()  # ends the 30 s wait at once
+    await asyncio.wait_for(task, 10)
+    await settled(nc.jetstream(), spec.durable)
+
+
+async def test_a_pull_request_that_expired_is_replaced(nc: NATS, settings: Settings, test_stream: str) -> None:
+    p = f"c-{uuid.uuid4().hex[:8]}"
+    spec = spec_for(settings, [f"ctest.{p}.>"])
+    await ensure_consumer(nc.jetstream(), spec)
+    pull = await Pull(nc, STREAM, spec.durable, batch=2, expires_s=0.2).start()
+    try:
+        assert await pull.next(0.5) == [], "nothing published: the request expires (the server says 408)"
+        await publish(nc, f"ctest.{p}.tick", 3)
+        got: list[Msg] = []
+        async with asyncio.timeout(10):
+            while len(got) < 3:  # a batch of 2, so a third message needs a new request too
+                got += await pull.next(1.0)
+        assert [int(m.data) for m in got] == [0, 1, 2]
+        for m in got:
+            await m.ack()
+    finally:
+        assert await pull.close() == []
+    await settled(nc.jetstream(), spec.durable)

@@ -1,0 +1,101 @@
+"""A durable's messages handed over as they arrive, not a full batch at a time.
+
+nats-py's `fetch(n, timeout)` returns once n messages came or the timeout
+passed. A caught-up consumer therefore held the first new message for up to a
+whole timeout (1 s), then handled that second's worth at once: every service
+woke in bursts, and every other process on the machine felt each burst as
+round trips of hundreds of milliseconds. A `Pull` keeps one pull request open
+(up to `batch` messages, expiring after `expires_s`) and hands over whatever
+has arrived as soon as anything has; a new request goes out when the open one
+is used up or has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+log = logging.getLogger("questlog.consumer")
+
+_encoder = msgspec.json.Encoder()
+
+# The server ends a request with one of these (no messages, expired, or a 409:
+# leadership change, consumer deleted, too many waiting requests…).
+_HEARTBEAT = "100"
+_QUIET = ("404", "408")
+
+
+class Pull:
+    def __init__(
+        self, nc: NATS, stream: str, durable: str, *, batch: int, expires_s: float = 5.0, api_prefix: str = "$JS.API"
+    ) -> None:
+        self._nc = nc
+        self._next_subject = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._durable = durable
+        self._batch = batch
+        self._expires_s = expires_s
+        self._inbox = nc.new_inbox()
+        self._sub: Subscription | None = None
+        self._arrived: deque[Msg] = deque()
+        self._wake = asyncio.Event()
+        self._remaining = 0  # messages the open request may still bring; 0: none open
+        self._open_until = 0.0  # loop time after which the open request is surely over (a reply can be lost)
+
+    async def start(self) -> Pull:
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
+        return self
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._arrived.append(msg)
+        self._wake.set()
+
+    def interrupt(self) -> None:
+        """End the current wait of `next` now (the consumer is stopping)."""
+        self._wake.set()
+
+    async def next(self, timeout: float) -> list[Msg]:
+        """What has arrived, waiting up to `timeout` for the first (or an interrupt); [] if nothing came."""
+        await self._ensure_request()
+        if not self._arrived:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                return []
+        out: list[Msg] = []
+        while self._arrived:
+            msg = self._arrived.popleft()
+            status = (msg.headers or {}).get("Status") if not msg.data else None
+            if status is None:
+                self._remaining = max(0, self._remaining - 1)
+                out.append(msg)
+            elif status != _HEARTBEAT:
+                if status not in _QUIET:
+                    log.warning("pull request ended", extra={"consumer": self._durable, "status": status,
+                                                             "description": (msg.headers or {}).get("Description")})
+                self._remaining = 0
+        return out
+
+    async def _ensure_request(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._remaining > 0 and loop.time() < self._open_until:
+            return
+        request = {"batch": self._batch, "expires": int(self._expires_s * 1e9)}
+        await self._nc.publish(self._next_subject, _encoder.encode(request), reply=self._inbox)
+        self._remaining = self._batch
+        self._open_until = loop.time() + self._expires_s + 1.0
+
+    async def close(self) -> list[Msg]:
+        """Stop taking messages; returns those that arrived and were not handed over (to give back)."""
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+        left = [m for m in self._arrived if m.data or not (m.headers or {}).get("Status")]
+        self._arrived.clear()
+        return left
