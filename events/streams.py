@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from nats.js import JetStreamContext
@@ -90,11 +91,21 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
                     f"stream {config.name} exists with settings this version cannot change "
                     f"({exc.description}); migrate or remove it (see docs/operations.md)"
                 ) from None
-    await js.create_key_value(
-        KeyValueConfig(
-            bucket=settings.snapshots_bucket,
-            history=1,
-            replicas=settings.replicas,
-            storage=StorageType.FILE,
-        )
+    await _ensure_snapshots_bucket(js, settings)
+
+
+async def _ensure_snapshots_bucket(js: JetStreamContext, settings: Settings) -> None:
+    """Gets by direct get: through the API, every missing key (a player never snapshotted,
+    loaded once by each service) was an error answer plus an API advisory on the server."""
+    config = KeyValueConfig(
+        bucket=settings.snapshots_bucket, history=1, replicas=settings.replicas, storage=StorageType.FILE, direct=True
     )
+    try:
+        await js.create_key_value(config)
+    except APIError:
+        name = f"KV_{settings.snapshots_bucket}"
+        existing = (await js.stream_info(name)).config
+        if existing.allow_direct:
+            raise
+        # a bucket made before direct gets: switch them on, the rest as it was
+        await js.update_stream(dataclasses.replace(existing, allow_direct=True))

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
+import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.api import KeyValueConfig
 
 from questlog.events.store import EventStore
+from questlog.events.streams import ensure_streams
 from questlog.projections.player import evolve, initial_state
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.snapshots import SnapshotStore
 from questlog.projections.state import STATE_SCHEMA, PlayerState
-from questlog.services.settings import Settings
+from questlog.services.settings import Settings, load_settings
 
+from .servers import local_nats
 from .stacks import drained
 from .watch import queue_idle, until
 
@@ -61,3 +67,22 @@ async def test_a_bad_snapshot_falls_back_to_the_events(
         other = msgspec.structs.replace(truth, player_id="someone-else", version=1)
         await kv.put(player_id, msgspec.json.encode({"schema": STATE_SCHEMA, "state": other}))
     assert await PlayerRepository.with_snapshots(store, kv).load(player_id) == truth
+
+
+async def test_a_bucket_made_before_direct_gets_gets_them_switched_on(tmp_path: Path) -> None:
+    """Start-up takes an older deployment's bucket as it is and turns direct gets on, keeping its entries."""
+    settings = load_settings({}, data_dir=str(tmp_path / "data"))
+    async with local_nats(tmp_path) as server:
+        nc = await nats.connect(server.url)
+        try:
+            js = nc.jetstream()
+            old = await js.create_key_value(KeyValueConfig(bucket=settings.snapshots_bucket, history=1))
+            await old.put("p-1", b"kept")
+            assert not (await js.stream_info(f"KV_{settings.snapshots_bucket}")).config.allow_direct
+            await ensure_streams(js, settings)
+            await ensure_streams(js, settings)  # and again: nothing left to change
+            assert (await js.stream_info(f"KV_{settings.snapshots_bucket}")).config.allow_direct
+            kv = await js.key_value(settings.snapshots_bucket)
+            assert (await kv.get("p-1")).value == b"kept"
+        finally:
+            await nc.close()
