@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -136,3 +137,13 @@ async def test_bad_setting_is_refused_with_its_name(tmp_path: Path) -> None:
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert "QUESTLOG_TIME_SCALE" in err.decode()
+
+
+def test_a_service_process_collects_garbage_in_fewer_larger_passes() -> None:
+    """`questlog run` and `questlog up` call tune_gc once started; a fresh interpreter shows what it sets."""
+    probe = (
+        "import gc; from questlog.services.stack import GC_THRESHOLDS, tune_gc; tune_gc(); "
+        "print(gc.get_threshold() == GC_THRESHOLDS, gc.get_threshold()[0] >= 10_000, gc.get_freeze_count() > 1000)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "True"], out
