@@ -40,7 +40,7 @@ from .rules.catalog import Rules, load_rules
 from .rules.decide import decide
 from .rules.errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
 from .metrics import QuestlogMetrics
-from .wiring import Wiring
+from .wiring import Wiring, flushed
 
 log = logging.getLogger("questlog.commands")
 _tracer = trace.get_tracer("questlog.commands")
@@ -233,7 +233,7 @@ async def serve_commands(
                     metadata={"kind": method.kind, "admin": str(method.admin).lower()},
                 )
             )
-    await wiring.nc.flush()  # the server knows our subscriptions before anyone is told we are ready
+    await flushed(wiring.nc)  # the server knows our subscriptions before anyone is told we are ready
     wiring.ready("commands").set()
     try:
         await stop.wait()

@@ -24,6 +24,19 @@ REDIS_POOL_SIZE = 64  # connections per process; Redis runs one command at a tim
 REDIS_POOL_WAIT_S = 10.0  # how long a command waits for a free connection before failing
 
 
+async def flushed(nc: NATS) -> None:
+    """Until the server has everything sent on `nc` so far, subscriptions included.
+
+    nats-py 2.16's `flush()` writes its PING straight to the socket, ahead of
+    commands still queued for its flusher task, such as a SUB just made: its
+    PONG can come back before the server has seen the SUB, and a request from
+    another connection then finds no responder (3 in 3000 tries here). The
+    first flush gives the flusher its turn; the second PING follows the SUBs.
+    """
+    await nc.flush()
+    await nc.flush()
+
+
 class Wiring:
     def __init__(self, settings: Settings, nc: NATS, redis: aioredis.Redis) -> None:
         self.settings = settings

@@ -12,6 +12,7 @@ from nats.aio.client import Client as NATS
 
 from questlog.events.store import EventStore
 from questlog.services.settings import Settings
+from questlog.services.wiring import flushed
 
 
 class DirectGets:
@@ -32,11 +33,11 @@ class DirectGets:
                 self.requests.append(msgspec.json.decode(msg.data))
 
         self._sub = await self._nc.subscribe(f"$JS.API.DIRECT.GET.{self._settings.events_stream}", cb=seen)
-        await self._nc.flush()
+        await flushed(self._nc)
         self._watching = True
 
     async def stop(self) -> None:
-        await self._nc.flush()
+        await flushed(self._nc)  # the requests sent so far have reached the server, and so this subscription
         self._watching = False
         await self._sub.unsubscribe()
 

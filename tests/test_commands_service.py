@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import msgspec
+import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 
 from questlog.events.store import EventStore
 from questlog.services import protocol
 from questlog.services.protocol import RpcError
 from questlog.services.settings import Settings
+from questlog.services.wiring import flushed
 
 
 @pytest.fixture
@@ -183,3 +188,31 @@ async def test_player_ids_that_are_not_subject_tokens_are_refused(call) -> None:
         with pytest.raises(RpcError) as info:
             await call("events.replay", bad, actor=bad, from_version=1)
         assert info.value.code in (protocol.INVALID_PARAMS, protocol.FORBIDDEN)
+
+
+async def test_once_flushed_a_new_subscription_answers_another_connection_at_once(settings: Settings) -> None:
+    """What the commands service relies on before it says it is ready.
+
+    nats-py's own flush() let a request from elsewhere find no responder about
+    once in a thousand tries (its PING overtakes a queued SUB); this repeats
+    the pattern often enough to see it come back.
+    """
+    a, b = await nats.connect(settings.nats_url), await nats.connect(settings.nats_url)
+
+    async def echo(msg: Msg) -> None:
+        await msg.respond(b"ok")
+
+    refused = 0
+    try:
+        for _ in range(1500):
+            sub = await a.subscribe(f"flushed.{uuid.uuid4().hex}", queue="q", cb=echo)
+            await flushed(a)
+            try:
+                await b.request(sub.subject, b"", timeout=5)
+            except NoRespondersError:
+                refused += 1
+            await sub.unsubscribe()
+    finally:
+        await a.close()
+        await b.close()
+    assert refused == 0

@@ -25,6 +25,7 @@ from questlog.events.schema import (
 from questlog.events.store import EventStore, Position
 from questlog.events.subjects import event_subject, player_events
 from questlog.services.settings import Settings
+from questlog.services.wiring import flushed
 
 from .direct_gets import DirectGets, watched
 from .stacks import private_stack
@@ -308,7 +309,7 @@ async def test_concurrent_resumes_share_one_stream_info_for_the_epoch(nc: NATS, 
                 asked.append(msg.data)
 
         sub = await nc.subscribe(f"$JS.API.STREAM.INFO.{settings.events_stream}", cb=seen)
-        await nc.flush()
+        await flushed(nc)
         epochs = await asyncio.gather(*(store.epoch() for _ in range(200)))
         await nc.flush()
         await sub.unsubscribe()

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from questlog.services.settings import Settings
 from questlog.services.timers import Timer, TimerScheduler, due_subject, schedule_expression, timer_decoder
+from questlog.services.wiring import flushed
 
 
 def test_schedule_expression_is_rfc3339_utc_with_millis() -> None:
@@ -66,7 +67,7 @@ async def _published(nc: NATS, prefix: str, schedule: Callable[[], Awaitable[Non
             seen.append(msg.subject)
 
     sub = await nc.subscribe(f"{prefix}.>", cb=on_schedule)
-    await nc.flush()
+    await flushed(nc)
     await schedule()
     await nc.publish(end, b"")  # after everything schedule() sent, on the same connection
     await asyncio.wait_for(sentinel, 10)

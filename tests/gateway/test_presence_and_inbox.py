@@ -13,6 +13,7 @@ from aiohttp import web
 
 from questlog.events.schema import NewEvent, QueuePaused, QueueResumed
 from questlog.services.settings import RealtimeSettings
+from questlog.services.wiring import flushed
 from questlog.services.notifier import serve_notifier
 from questlog.services.presence import PlayerLocks, PresenceLeases, PresenceStore, changed_subject, run_sweeper
 
@@ -63,7 +64,7 @@ class Announcements:
                 self.offline.set()
 
         sub = await nc.subscribe(changed_subject(player_id), cb=on_change)
-        await nc.flush()
+        await flushed(nc)
         return sub
 
 
