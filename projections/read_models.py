@@ -46,9 +46,6 @@ local function apply(pid, seq, data, name, ns)
   local seqkey = 'ql:' .. name .. ':' .. ns .. ':seq'
   local last = tonumber(redis.call('HGET', seqkey, pid) or '0')
   if seq <= last then return 0 end
-  redis.call('HSET', seqkey, pid, seq)
-  local poskey = 'ql:' .. name .. ':' .. ns .. ':position'
-  if seq > tonumber(redis.call('GET', poskey) or '0') then redis.call('SET', poskey, seq) end
   if name == 'queue' then
     redis.call('SET', 'ql:queue:' .. ns .. ':p:' .. pid, data.queue)
   elseif name == 'profile' then
@@ -77,6 +74,10 @@ local function apply(pid, seq, data, name, ns)
     redis.call('DEL', ckey)
     for field, value in pairs(data.contrib) do redis.call('HSET', ckey, field, value) end
   end
+  -- last: a script that fails halfway keeps what it wrote, and must not mark it current
+  redis.call('HSET', seqkey, pid, seq)
+  local poskey = 'ql:' .. name .. ':' .. ns .. ':position'
+  if seq > tonumber(redis.call('GET', poskey) or '0') then redis.call('SET', poskey, seq) end
   return 1
 end
 
