@@ -6,12 +6,14 @@ what arrived together one player's messages are handled in order and
 different players concurrently; ack only after the effect, redelivery with
 backoff on errors, and a dead-letter stream once a message used up its
 deliveries. Setting `stop` drains: nothing new is taken, the in-flight
-messages finish and are acked, and any delivered but not yet started are
-given back (nak) for another instance.
+messages finish and are acked, and those delivered but not yet started are
+given back (nak) for another instance (any still on the wire come back after
+the ack wait).
 
 Redelivery and several instances mean a handler can see a player's messages
-out of order or twice, so every handler is state-based: it loads the player's
-current state and decides what is due, which makes order and repeats harmless.
+out of order or twice, so every handler is state-based: it decides what is due
+from the player's state (one that holds the message, checked against the log
+when it appends), which makes order and repeats harmless.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from .metrics import QuestlogMetrics
-from .pulling import Pull
+from .pulling import Pull, PullRefused
 from .settings import Settings
 
 log = logging.getLogger("questlog.consumer")
@@ -44,7 +46,7 @@ _tracer = trace.get_tracer("questlog.consumer")
 Handler = Callable[[Msg], Awaitable[None]]
 
 # How often an idle consumer asks the server for its num_pending (the lag gauge);
-# a busy one reads it from the metadata of each fetched batch instead.
+# a busy one reads it from the metadata of what it takes instead.
 LAG_EVERY_S = 5.0
 
 
@@ -101,10 +103,10 @@ async def run_consumer(
     stop: asyncio.Event,
     *,
     key: Callable[[Msg], str] = player_key,
-    fetch_timeout: float = 1.0,
+    wait_s: float = 1.0,
     metrics: QuestlogMetrics | None = None,
 ) -> None:
-    """Handle the durable's messages until `stop`; `fetch_timeout` bounds each wait for new ones."""
+    """Handle the durable's messages until `stop`; `wait_s` bounds each wait for new ones."""
     metrics = metrics or QuestlogMetrics.from_global()
     js = nc.jetstream()
     while True:  # the durable may be unavailable for a moment (a cluster electing leaders)
@@ -114,7 +116,7 @@ async def run_consumer(
         except (asyncio.TimeoutError, NatsTimeout, NoRespondersError, ServiceUnavailableError) as exc:
             log.warning("cannot create the durable yet; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), fetch_timeout)
+                await asyncio.wait_for(stop.wait(), wait_s)
             if stop.is_set():
                 return
     pull = await Pull(nc, spec.stream, spec.durable, batch=spec.batch).start()
@@ -124,11 +126,11 @@ async def run_consumer(
     try:
         while not stop.is_set():
             try:
-                msgs = await pull.next(fetch_timeout)
-            except NatsError as exc:  # reconnecting: wait, then ask again
+                msgs = await pull.next(wait_s)
+            except (NatsError, PullRefused) as exc:  # reconnecting, a leader election: wait, then ask again
                 log.warning("pull request failed; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), fetch_timeout)
+                    await asyncio.wait_for(stop.wait(), wait_s)
                 continue
             if not msgs:
                 if time.monotonic() - lag_at >= LAG_EVERY_S:

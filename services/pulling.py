@@ -31,6 +31,10 @@ _HEARTBEAT = "100"
 _QUIET = ("404", "408")
 
 
+class PullRefused(Exception):
+    """The server ended a pull request with an error (409: consumer deleted, leadership change…)."""
+
+
 class Pull:
     def __init__(
         self, nc: NATS, stream: str, durable: str, *, batch: int, expires_s: float = 5.0, api_prefix: str = "$JS.API"
@@ -46,6 +50,7 @@ class Pull:
         self._wake = asyncio.Event()
         self._remaining = 0  # messages the open request may still bring; 0: none open
         self._open_until = 0.0  # loop time after which the open request is surely over (a reply can be lost)
+        self._refused: str | None = None  # an error that ended the last request, raised at the next call
 
     async def start(self) -> Pull:
         self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
@@ -60,7 +65,15 @@ class Pull:
         self._wake.set()
 
     async def next(self, timeout: float) -> list[Msg]:
-        """What has arrived, waiting up to `timeout` for the first (or an interrupt); [] if nothing came."""
+        """What has arrived, waiting up to `timeout` for the first (or an interrupt); [] if nothing came.
+
+        Raises PullRefused, after handing over what came before it, when the
+        server ended the request with an error: the caller waits before asking
+        again rather than asking in a tight loop.
+        """
+        if self._refused is not None:
+            refused, self._refused = self._refused, None
+            raise PullRefused(refused)
         await self._ensure_request()
         if not self._arrived:
             self._wake.clear()
@@ -76,10 +89,13 @@ class Pull:
                 self._remaining = max(0, self._remaining - 1)
                 out.append(msg)
             elif status != _HEARTBEAT:
-                if status not in _QUIET:
-                    log.warning("pull request ended", extra={"consumer": self._durable, "status": status,
-                                                             "description": (msg.headers or {}).get("Description")})
                 self._remaining = 0
+                if status not in _QUIET:
+                    self._refused = f"{status} {(msg.headers or {}).get('Description', '')}".strip()
+                    break
+        if not out and self._refused is not None:
+            refused, self._refused = self._refused, None
+            raise PullRefused(refused)
         return out
 
     async def _ensure_request(self) -> None:
@@ -92,10 +108,18 @@ class Pull:
         self._open_until = loop.time() + self._expires_s + 1.0
 
     async def close(self) -> list[Msg]:
-        """Stop taking messages; returns those that arrived and were not handed over (to give back)."""
+        """Stop taking messages; returns those that arrived and were not handed over (to give back).
+
+        Draining lets the messages already on their way reach us; any the server
+        sends later (the open request lives until it expires) come back after
+        the ack wait, as after a crash.
+        """
         if self._sub is not None:
-            await self._sub.unsubscribe()
-            self._sub = None
+            sub, self._sub = self._sub, None
+            try:
+                await sub.drain()
+            except Exception:  # the connection is closing or closed: what came is all there is
+                log.debug("could not drain the pull subscription", extra={"consumer": self._durable}, exc_info=True)
         left = [m for m in self._arrived if m.data or not (m.headers or {}).get("Status")]
         self._arrived.clear()
         return left

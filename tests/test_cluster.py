@@ -237,7 +237,7 @@ async def test_r3_stream_survives_kill_9_of_the_leader_under_load(cluster: Clust
     await until(consumer_created, "the durable consumer to be created")
     phase("consumer")
     consumer_stop = asyncio.Event()
-    consumer = asyncio.create_task(run_consumer(client, spec, handler, consumer_stop, fetch_timeout=0.5))
+    consumer = asyncio.create_task(run_consumer(client, spec, handler, consumer_stop, wait_s=0.5))
 
     try:
         load.start()

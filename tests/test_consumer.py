@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
 from questlog.services.consumer import ConsumerSpec, ensure_consumer, run_consumer
-from questlog.services.pulling import Pull
+from questlog.services.pulling import Pull, PullRefused
 from questlog.services.settings import Settings
 
 
@@ -76,7 +76,7 @@ async def test_every_message_handled_once_after_transient_failures(nc: NATS, set
             done.set()
 
     spec = spec_for(settings, [f"ctest.{p}.>" for p in players])
-    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, fetch_timeout=0.2, key=by_player))
+    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, wait_s=0.2, key=by_player))
     await asyncio.wait_for(done.wait(), 20)
     stop.set()
     await asyncio.wait_for(task, 10)
@@ -100,7 +100,7 @@ async def test_poison_message_goes_to_dead_letter_stream(nc: NATS, settings: Set
         attempts += 1
         raise ValueError("always broken")
 
-    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, fetch_timeout=0.2, key=by_player))
+    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, wait_s=0.2, key=by_player))
     (dead,) = await dl.fetch(1, timeout=20)
     stop.set()
     await asyncio.wait_for(task, 10)
@@ -133,7 +133,7 @@ async def test_two_instances_share_one_durable_and_drain_on_stop(nc: NATS, setti
 
     js = nc.jetstream()
     tasks = [
-        asyncio.create_task(run_consumer(nc, spec, handler_for(i), stops[i], fetch_timeout=0.2, key=by_player)) for i in range(2)
+        asyncio.create_task(run_consumer(nc, spec, handler_for(i), stops[i], wait_s=0.2, key=by_player)) for i in range(2)
     ]
     await asyncio.wait_for(done.wait(), 20)
     for s in stops:
@@ -168,7 +168,7 @@ async def test_a_caught_up_consumer_takes_a_new_message_at_once_not_when_a_batch
         handled.put_nowait(int(msg.data))
 
     await ensure_consumer(nc.jetstream(), spec)
-    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, fetch_timeout=30, key=by_player))
+    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, wait_s=30, key=by_player))
     for n in range(3):  # one at a time, each after the one before was handled
         await nc.jetstream().publish(f"ctest.{p}.tick", str(n).encode())
         assert await asyncio.wait_for(handled.get(), 10) == n, "handled while the pull request is still open"
@@ -193,5 +193,75 @@ async def test_a_pull_request_that_expired_is_replaced(nc: NATS, settings: Setti
         for m in got:
             await m.ack()
     finally:
-        assert await pull.close() == []
+        left = await pull.close()
+    assert left == []
     await settled(nc.jetstream(), spec.durable)
+
+
+async def test_a_refused_pull_request_is_raised_not_retried_in_a_loop(
+    nc: NATS, settings: Settings, test_stream: str
+) -> None:
+    """The caller (run_consumer) waits before asking again; a 409 or 503 would otherwise come back at once, forever."""
+    missing = await Pull(nc, STREAM, f"missing-{uuid.uuid4().hex[:8]}", batch=8).start()
+    try:
+        with pytest.raises(PullRefused, match="503"):  # no such consumer: nobody answers the request
+            await missing.next(5.0)
+    finally:
+        await missing.close()
+    spec = spec_for(settings, [f"ctest.c-{uuid.uuid4().hex[:8]}.>"])
+    js = nc.jetstream()
+    await ensure_consumer(js, spec)
+    pull = await Pull(nc, STREAM, spec.durable, batch=8, expires_s=30).start()
+    try:
+        assert await pull.next(0.2) == []  # the request is open and waiting
+        await js.delete_consumer(STREAM, spec.durable)
+        with pytest.raises(PullRefused, match="409"):
+            await pull.next(5.0)
+    finally:
+        await pull.close()
+
+
+async def test_a_stopping_instance_gives_back_what_it_had_not_started(
+    nc: NATS, settings: Settings, test_stream: str
+) -> None:
+    """Messages delivered while a batch was being handled go to the next instance at once, not after the ack wait."""
+    p = f"c-{uuid.uuid4().hex[:8]}"
+    spec = spec_for(settings, [f"ctest.{p}.>"], ack_wait_s=60.0)
+    js = nc.jetstream()
+    await ensure_consumer(js, spec)
+    started, release = asyncio.Event(), asyncio.Event()
+    first_took: list[int] = []
+
+    async def slow(msg: Msg) -> None:
+        first_took.append(int(msg.data))
+        started.set()
+        await release.wait()
+
+    stop = asyncio.Event()
+    first = asyncio.create_task(run_consumer(nc, spec, slow, stop, wait_s=0.2, key=by_player))
+    await publish(nc, f"ctest.{p}.work", 1)
+    await asyncio.wait_for(started.wait(), 10)
+    await publish(nc, f"ctest.{p}.work", 4)  # delivered to the open pull request while message 0 is in hand
+    async with asyncio.timeout(10):
+        while (await js.consumer_info(STREAM, spec.durable)).num_ack_pending < 5:
+            await asyncio.sleep(0.02)
+    stop.set()
+    release.set()
+    await asyncio.wait_for(first, 10)
+    assert first_took == [0], "the batch in hand finishes; nothing new starts after stop"
+
+    second_took: list[int] = []
+    all_in = asyncio.Event()
+
+    async def quick(msg: Msg) -> None:
+        second_took.append(int(msg.data))
+        if len(second_took) == 4:
+            all_in.set()
+
+    stop2 = asyncio.Event()
+    second = asyncio.create_task(run_consumer(nc, spec, quick, stop2, wait_s=0.2, key=by_player))
+    await asyncio.wait_for(all_in.wait(), 20)  # well inside the 60 s ack wait
+    stop2.set()
+    await asyncio.wait_for(second, 10)
+    assert sorted(second_took) == [0, 1, 2, 3]
+    await settled(js, spec.durable)

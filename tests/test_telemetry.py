@@ -125,7 +125,7 @@ async def test_consumer_counts_outcomes_and_reports_lag(nc: NATS, settings: Sett
             all_done.set()
 
     stop = asyncio.Event()
-    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, fetch_timeout=0.2, metrics=t.metrics))
+    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, wait_s=0.2, metrics=t.metrics))
     await asyncio.wait_for(first_taken.wait(), 10)
     # The first fetch took 2 of 5; JetStream's num_pending says 3 are still undelivered.
     assert sample(t, "questlog_consumer_lag", consumer=spec.durable) == 3
@@ -326,7 +326,7 @@ async def test_a_consumer_handles_each_event_inside_the_trace_that_appended_it(
         durable=f"test-trace-{uuid.uuid4().hex[:8]}", stream=settings.events_stream, filter_subjects=[player_events(player_id)]
     )
     stop = asyncio.Event()
-    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, fetch_timeout=0.2, metrics=t.metrics))
+    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, wait_s=0.2, metrics=t.metrics))
     await asyncio.wait_for(handled.wait(), 10)
     stop.set()
     await asyncio.wait_for(task, 10)
