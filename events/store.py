@@ -20,7 +20,7 @@ import time
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -47,6 +47,17 @@ READ_BATCH = 500
 WALK_LIMIT = 1024
 PREV_SEQ = "Questlog-Prev-Seq"
 APPEND_INDEX = "Questlog-Append-Index"
+
+
+def ends_its_append(headers: Mapping[str, str]) -> bool:
+    """Whether a stored event is the last of the append that wrote it.
+
+    An append of several events is one atomic batch, and the server keeps the
+    batch headers: only the batch's last message carries `Nats-Batch-Commit`.
+    A state folded up to an event that does not end its append is one the log
+    never rested at.
+    """
+    return "Nats-Batch-Id" not in headers or "Nats-Batch-Commit" in headers
 EPOCH_TTL_S = 10.0
 
 

@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 
 from questlog.events import codec
 from questlog.events.schema import Recorded
+from questlog.events.store import ends_its_append
 from questlog.events.subjects import events_of_type
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
@@ -35,7 +36,9 @@ log = logging.getLogger("questlog.processor")
 
 CATCH_UP_BATCH = 500  # events per atomic append while catching up
 
-# Events after which the queue may have something to do.
+# Events after which the queue may have something to do. Any other event must
+# never make work due or move the next timer by itself: the processor is not
+# woken by it, and may decide on a state that ends at the trigger's append.
 TRIGGERS = (
     "player.created",
     "task.enqueued",
@@ -85,7 +88,9 @@ class Processor:
 
     async def on_event(self, msg: Msg) -> None:
         rec = codec.decode(msg.data, self.registry, msg.metadata.sequence.stream)
-        await self.drive(rec.player_id, seen=rec)
+        # In the middle of an append (a reward and the level-up after it), the
+        # state up to this event is one the log never rested at: read instead.
+        await self.drive(rec.player_id, seen=rec if ends_its_append(msg.headers or {}) else None)
 
     async def on_timer(self, msg: Msg) -> None:
         timer = timer_decoder.decode(msg.data)

@@ -1,10 +1,11 @@
 """The projector: keeps the Redis read models at the newest state of every player.
 
-State-based like every service: for any event of a player it writes the
-player's state as of that event or later, tagged with the stream sequence it
-reflects, so redelivered or reordered events cannot move a read model
-backwards. It is handed every event, in order, so its cached state is
-usually one event short of the one in hand and needs no read of the log.
+State-based like every service: for the last event of each append (the
+states the log rests at) it writes the player's state as of that event or
+later, tagged with the stream sequence it reflects, so redelivered or
+reordered events cannot move a read model backwards. It is handed every
+event, in order, so its cached state is usually one event short of the one in
+hand and needs no read of the log.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 from nats.aio.msg import Msg
 
 from questlog.events import codec
+from questlog.events.store import ends_its_append
 from questlog.events.subjects import EVENTS_WILDCARD
 from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
@@ -30,6 +32,10 @@ class Projector:
 
     async def on_event(self, msg: Msg) -> None:
         rec = codec.decode(msg.data, self.repo.registry, msg.metadata.sequence.stream)
+        if not ends_its_append(msg.headers or {}):
+            # Not a state the log rests at: fold it, and let the append's last event write.
+            self.repo.holding(rec)
+            return
         state = self.repo.holding(rec) or await self.repo.load(rec.player_id, fresh=True)
         if state.last_seq < msg.metadata.sequence.stream:
             raise RuntimeError("the log is behind the event being projected; retry")  # never silently stale

@@ -22,7 +22,7 @@ from questlog.events.schema import (
     QueueResumed,
     Recorded,
 )
-from questlog.events.store import EventStore, Position
+from questlog.events.store import EventStore, Position, ends_its_append
 from questlog.events.subjects import event_subject, player_events
 from questlog.services.settings import Settings
 from questlog.services.wiring import flushed
@@ -338,3 +338,15 @@ async def test_pointers_that_are_malformed_or_lead_elsewhere_fall_back_to_the_sc
         assert [e.version for e in await store.read(player, from_version=1)] == [1, 2]
         tail = await store.since(player, 0, limit=10)
         assert tail.events is not None and [e.version for e in tail.events] == [1, 2]
+
+
+async def test_the_last_event_of_each_append_is_told_apart(
+    nc: NATS, store: EventStore, settings: Settings, player_id: str
+) -> None:
+    """What the processor and the projector use to act only on states the log rests at."""
+    (one,) = await store.append(player_id, [paused("alone")], expected=Position(), command_id="c1")
+    await store.append(player_id, [paused(f"b{i}") for i in range(3)], expected=Position(1, one.seq), command_id="c2")
+    sub = await nc.jetstream().pull_subscribe(player_events(player_id), stream=settings.events_stream)
+    msgs = await sub.fetch(4, timeout=5)
+    await sub.unsubscribe()
+    assert [ends_its_append(m.headers or {}) for m in msgs] == [True, False, False, True]
