@@ -12,6 +12,7 @@ No timer lives only in memory.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from datetime import datetime
 
@@ -52,25 +53,34 @@ _encoder = msgspec.json.Encoder()
 timer_decoder = msgspec.json.Decoder(Timer)
 
 
+# The TIMERS stream's duplicate window (events/streams.py): within it the server
+# drops a repeated timer anyway, so skipping one changes nothing it would not.
+REMEMBER_S = 3600.0
+
+
 class TimerScheduler:
     """Publishes timers, and remembers the last one it published for each player.
 
     The processor asks for a player's next timer after every event it reacts
     to, so most requests repeat a timer already in the stream. The server
-    would drop the copy (same `Nats-Msg-Id`), but each copy still costs a
-    publish and its ack; a timer this process saw acknowledged is durable, so
-    repeating it is skipped. Memory of it is bounded, per process, and lost on
-    restart, where the server's duplicate check takes over again.
+    would drop the copy (same `Nats-Msg-Id`, within the stream's duplicate
+    window), but each copy still costs a publish and its ack; a timer this
+    process saw acknowledged less than that window ago is skipped. Memory of
+    it is bounded, per process, and lost on restart, where the server's
+    duplicate check takes over again.
     """
 
-    def __init__(self, js: JetStreamContext, *, remember: int = 10_000) -> None:
+    def __init__(self, js: JetStreamContext, *, remember: int = 10_000, remember_s: float = REMEMBER_S) -> None:
         self._js = js
         self._remember = remember
-        self._last: OrderedDict[str, str] = OrderedDict()  # player id -> schedule subject acknowledged
+        self._remember_s = remember_s
+        # player id -> (schedule subject acknowledged, when: monotonic seconds)
+        self._last: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     async def schedule(self, timer: Timer) -> None:
         subject = timer.schedule_subject
-        if self._last.get(timer.player_id) == subject:
+        known = self._last.get(timer.player_id)
+        if known is not None and known[0] == subject and time.monotonic() - known[1] < self._remember_s:
             self._last.move_to_end(timer.player_id)
             return
         headers = {
@@ -80,7 +90,7 @@ class TimerScheduler:
         }
         propagate.inject(headers)  # the step that fires continues the trace that scheduled it
         await self._js.publish(subject, _encoder.encode(timer), headers=headers)
-        self._last[timer.player_id] = subject
+        self._last[timer.player_id] = (subject, time.monotonic())
         self._last.move_to_end(timer.player_id)
         while len(self._last) > self._remember:
             self._last.popitem(last=False)

@@ -32,6 +32,8 @@ async def flushed(nc: NATS) -> None:
     PONG can come back before the server has seen the SUB, and a request from
     another connection then finds no responder (3 in 3000 tries here). The
     first flush gives the flusher its turn; the second PING follows the SUBs.
+    In a cluster this proves only that the server `nc` is connected to has
+    them; the others learn of them a moment later.
     """
     await nc.flush()
     await nc.flush()

@@ -89,9 +89,12 @@ async def test_a_timer_already_acknowledged_is_not_published_again(nc: NATS, pla
         await scheduler.schedule(moved)  # a moved timer is a new one
         await scheduler.schedule(timer)  # and moving it back publishes again (the server drops the copy)
         await TimerScheduler(js).schedule(timer)  # a restarted processor remembers nothing
+        forgetful = TimerScheduler(js, remember_s=0)  # remembers nothing past the stream's duplicate window
+        await forgetful.schedule(timer)
+        await forgetful.schedule(timer)
 
     seen = await _published(nc, f"timers.schedule.{player_id}", schedule)
-    assert seen == [timer.schedule_subject, moved.schedule_subject, timer.schedule_subject, timer.schedule_subject]
+    assert seen == [timer.schedule_subject, moved.schedule_subject] + [timer.schedule_subject] * 4
 
 
 async def test_the_memory_of_acknowledged_timers_is_bounded(nc: NATS, player_id: str) -> None:
