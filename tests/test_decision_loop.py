@@ -102,3 +102,23 @@ async def test_holding_reads_nothing_only_when_the_cache_reaches_the_event(
         assert repo.holding(v2) == held, "an event the cache already holds: the cache as it is"
         first = (await store.read(player_id))[0]
         assert repo.holding(first) == held, "an older event (a redelivery): the newer cached state"
+
+
+async def test_a_held_state_with_nothing_to_do_costs_no_read_and_no_append(
+    nc: NATS, settings: Settings, player_id: str
+) -> None:
+    """The processor's common case: an event arrives, nothing starts; decided on the event in hand alone."""
+    async with watched(settings) as (store, gets):
+        repo = PlayerRepository(store)
+        await store.append(player_id, [paused("first")], expected=Position(), command_id="c1")
+        await repo.load(player_id)
+        (v2,) = await _written_by_others(store, player_id, 1)
+        await gets.start()
+        outcome = await DecisionLoop(store, repo).run(
+            player_id, lambda s: ([], s.version), causation_id="t", fresh=True, seen=v2
+        )
+        await gets.stop()
+        assert gets.requests == []
+        assert outcome.recorded == [] and outcome.result == 2
+        assert repo.holding(v2) == outcome.state, "the cache moved on to the event in hand"
+        assert (await store.position(player_id)).version == 2, "nothing appended"
