@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+import pytest
 from nats.aio.client import Client as NATS
 
 from questlog.events.schema import NewEvent, QueuePaused, QueueResumed, Recorded
@@ -36,33 +37,42 @@ async def _written_by_others(store: EventStore, player_id: str, n: int) -> list[
     return out
 
 
+async def _cached_at_version_1(store: EventStore, player_id: str) -> PlayerRepository:
+    """A consumer's repository that has seen the player's first event."""
+    repo = PlayerRepository(store)
+    await store.append(player_id, [paused("first")], expected=Position(), command_id="c1")
+    await repo.load(player_id)
+    return repo
+
+
 def _pause(state: PlayerState) -> tuple[list[NewEvent], int]:
     return [paused(f"at v{state.version}")], state.version
 
 
+@pytest.mark.parametrize("appends", [True, False], ids=["appends", "nothing-to-do"])
 async def test_the_next_event_is_folded_into_the_cache_without_a_read(
-    nc: NATS, settings: Settings, player_id: str
+    nc: NATS, settings: Settings, player_id: str, appends: bool
 ) -> None:
+    """Nothing to do is the processor's common case: no read and no append then either."""
     async with watched(settings) as (store, gets):
-        repo = PlayerRepository(store)
-        await store.append(player_id, [paused("first")], expected=Position(), command_id="c1")
-        await repo.load(player_id)  # cached at version 1
+        repo = await _cached_at_version_1(store, player_id)
         (v2,) = await _written_by_others(store, player_id, 1)
+        decide = _pause if appends else (lambda state: ([], state.version))
         await gets.start()
-        outcome = await DecisionLoop(store, repo).run(player_id, _pause, causation_id="t", fresh=True, seen=v2)
+        outcome = await DecisionLoop(store, repo).run(player_id, decide, causation_id="t", fresh=True, seen=v2)
         await gets.stop()
         assert gets.requests == [], "the cached state plus the event in hand needed no read"
-        assert outcome.result == 2 and [r.version for r in outcome.recorded] == [3]
+        assert outcome.result == 2
+        assert [r.version for r in outcome.recorded] == ([3] if appends else [])
         assert outcome.state == await PlayerRepository(store).load(player_id), "the same state a fresh read builds"
+        assert repo.holding(v2) == outcome.state, "and the cache holds it"
 
 
 async def test_a_held_state_behind_the_log_meets_the_append_check_and_is_decided_again(
     nc: NATS, settings: Settings, player_id: str
 ) -> None:
     async with watched(settings) as (store, gets):
-        repo = PlayerRepository(store)
-        await store.append(player_id, [paused("first")], expected=Position(), command_id="c1")
-        await repo.load(player_id)
+        repo = await _cached_at_version_1(store, player_id)
         v2, _v3 = await _written_by_others(store, player_id, 2)  # the consumer holds v2; the log is at v3
         outcome = await DecisionLoop(store, repo).run(player_id, _pause, causation_id="t", fresh=True, seen=v2)
         assert outcome.result == 3, "decided again on the log as it is"
@@ -74,9 +84,7 @@ async def test_a_refusal_of_a_held_state_is_asked_again_of_the_log(
     nc: NATS, settings: Settings, player_id: str
 ) -> None:
     async with watched(settings) as (store, _):
-        repo = PlayerRepository(store)
-        await store.append(player_id, [paused("first")], expected=Position(), command_id="c1")
-        await repo.load(player_id)
+        repo = await _cached_at_version_1(store, player_id)
         v2, _v3 = await _written_by_others(store, player_id, 2)
 
         def needs_v3(state: PlayerState) -> tuple[list[NewEvent], int]:
@@ -103,22 +111,3 @@ async def test_holding_reads_nothing_only_when_the_cache_reaches_the_event(
         first = (await store.read(player_id))[0]
         assert repo.holding(first) == held, "an older event (a redelivery): the newer cached state"
 
-
-async def test_a_held_state_with_nothing_to_do_costs_no_read_and_no_append(
-    nc: NATS, settings: Settings, player_id: str
-) -> None:
-    """The processor's common case: an event arrives, nothing starts; decided on the event in hand alone."""
-    async with watched(settings) as (store, gets):
-        repo = PlayerRepository(store)
-        await store.append(player_id, [paused("first")], expected=Position(), command_id="c1")
-        await repo.load(player_id)
-        (v2,) = await _written_by_others(store, player_id, 1)
-        await gets.start()
-        outcome = await DecisionLoop(store, repo).run(
-            player_id, lambda s: ([], s.version), causation_id="t", fresh=True, seen=v2
-        )
-        await gets.stop()
-        assert gets.requests == []
-        assert outcome.recorded == [] and outcome.result == 2
-        assert repo.holding(v2) == outcome.state, "the cache moved on to the event in hand"
-        assert (await store.position(player_id)).version == 2, "nothing appended"
