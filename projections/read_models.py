@@ -61,18 +61,20 @@ local function apply(pid, seq, data, name, ns)
     local old = redis.call('HGETALL', ckey)
     local prev = {}
     for j = 1, #old, 2 do prev[old[j]] = tonumber(old[j + 1]) end
+    -- each total moves together with this player's share of it, so a script that
+    -- fails halfway and is run again never counts a share twice
     for field, value in pairs(data.contrib) do
       local delta = value - (prev[field] or 0)
       prev[field] = nil
       if delta ~= 0 then
         if redis.call('HINCRBY', skey, field, delta) == 0 then redis.call('HDEL', skey, field) end
+        redis.call('HSET', ckey, field, value)
       end
     end
     for field, value in pairs(prev) do
       if redis.call('HINCRBY', skey, field, -value) == 0 then redis.call('HDEL', skey, field) end
+      redis.call('HDEL', ckey, field)
     end
-    redis.call('DEL', ckey)
-    for field, value in pairs(data.contrib) do redis.call('HSET', ckey, field, value) end
   end
   -- last: a script that fails halfway keeps what it wrote, and must not mark it current
   redis.call('HSET', seqkey, pid, seq)
