@@ -36,8 +36,13 @@ class Projector:
             # Not a state the log rests at: fold it, and let the append's last event write.
             self.repo.holding(rec)
             return
-        state = self.repo.holding(rec) or await self.repo.load(rec.player_id, fresh=True)
-        if state.last_seq < msg.metadata.sequence.stream:
+        held = self.repo.holding(rec)
+        if held is not None and held.last_seq > rec.seq:
+            # Seen past this event already (a redelivery): what the cache holds
+            # was written, or is the middle of an append whose last event writes.
+            return
+        state = held or await self.repo.load(rec.player_id, fresh=True)
+        if state.last_seq < rec.seq:
             raise RuntimeError("the log is behind the event being projected; retry")  # never silently stale
         await self.read_models.project(state)
 
