@@ -131,6 +131,9 @@ async def run_consumer(
                 log.warning("pull request failed; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait_s)
+                if isinstance(exc, PullRefused) and not stop.is_set():
+                    with contextlib.suppress(NatsError, asyncio.TimeoutError):
+                        await ensure_consumer(js, spec)  # deleted by an operator, or lost: made again
                 continue
             if not msgs:
                 if time.monotonic() - lag_at >= LAG_EVERY_S:

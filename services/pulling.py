@@ -13,6 +13,7 @@ is used up or has ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 
@@ -25,10 +26,13 @@ log = logging.getLogger("questlog.consumer")
 
 _encoder = msgspec.json.Encoder()
 
-# The server ends a request with one of these (no messages, expired, or a 409:
-# leadership change, consumer deleted, too many waiting requests…).
+# Status messages: a heartbeat, or the end of a request, quietly (no messages,
+# expired) or not (a 409: leadership change, consumer deleted, too many
+# waiting requests…; a 503: no such consumer).
 _HEARTBEAT = "100"
 _QUIET = ("404", "408")
+
+DRAIN_S = 2.0  # how long a stopping consumer waits for what is on the wire (nats-py's flush waits 10 s)
 
 
 class PullRefused(Exception):
@@ -117,9 +121,13 @@ class Pull:
         if self._sub is not None:
             sub, self._sub = self._sub, None
             try:
-                await sub.drain()
-            except Exception:  # the connection is closing or closed: what came is all there is
+                if not self._nc.is_connected:
+                    raise ConnectionError("not connected")
+                await asyncio.wait_for(sub.drain(), DRAIN_S)
+            except Exception:  # reconnecting, closing or slow: what came is all there is
                 log.debug("could not drain the pull subscription", extra={"consumer": self._durable}, exc_info=True)
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
         left = [m for m in self._arrived if m.data or not (m.headers or {}).get("Status")]
         self._arrived.clear()
         return left

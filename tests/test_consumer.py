@@ -265,3 +265,27 @@ async def test_a_stopping_instance_gives_back_what_it_had_not_started(
     await asyncio.wait_for(second, 10)
     assert sorted(second_took) == [0, 1, 2, 3]
     await settled(js, spec.durable)
+
+
+async def test_a_deleted_durable_is_made_again(nc: NATS, settings: Settings, test_stream: str) -> None:
+    """An operator deleting the durable (or losing it) stops the service only for a moment."""
+    p = f"c-{uuid.uuid4().hex[:8]}"
+    spec = spec_for(settings, [f"ctest.{p}.>"])
+    js = nc.jetstream()
+    handled: asyncio.Queue[int] = asyncio.Queue()
+
+    async def handler(msg: Msg) -> None:
+        handled.put_nowait(int(msg.data))
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_consumer(nc, spec, handler, stop, wait_s=0.2, key=by_player))
+    await js.publish(f"ctest.{p}.tick", b"1")
+    assert await asyncio.wait_for(handled.get(), 10) == 1
+    await js.delete_consumer(STREAM, spec.durable)
+    await js.publish(f"ctest.{p}.tick", b"2")
+    seen: list[int] = []
+    async with asyncio.timeout(15):
+        while 2 not in seen:  # the new durable starts from the beginning: 1 may come again first
+            seen.append(await handled.get())
+    stop.set()
+    await asyncio.wait_for(task, 10)
