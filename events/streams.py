@@ -16,6 +16,8 @@ from .subjects import EVENTS_WILDCARD, LIVE_REPUBLISH
 TIMER_SUBJECTS = "timers.>"
 DEAD_LETTER_SUBJECTS = "deadletter.>"
 AUDIT_SUBJECTS = "audit.>"
+# How long the TIMERS stream drops a repeated timer (same Nats-Msg-Id).
+TIMERS_DUPLICATE_WINDOW = timedelta(hours=1)
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:
@@ -50,7 +52,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             max_msgs_per_subject=64,
             storage=StorageType.FILE,
             num_replicas=replicas,
-            duplicate_window=timedelta(hours=1).total_seconds(),
+            duplicate_window=TIMERS_DUPLICATE_WINDOW.total_seconds(),
             allow_msg_schedules=True,
         ),
         # Messages a service gave up on after its max deliveries, kept for operators.

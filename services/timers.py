@@ -20,6 +20,8 @@ import msgspec
 from nats.js import JetStreamContext
 from opentelemetry import propagate
 
+from questlog.events.streams import TIMERS_DUPLICATE_WINDOW
+
 from questlog.projections.views import iso
 
 DUE_SUBJECTS = "timers.due.>"
@@ -53,9 +55,9 @@ _encoder = msgspec.json.Encoder()
 timer_decoder = msgspec.json.Decoder(Timer)
 
 
-# The TIMERS stream's duplicate window (events/streams.py): within it the server
-# drops a repeated timer anyway, so skipping one changes nothing it would not.
-REMEMBER_S = 3600.0
+# Within the TIMERS stream's duplicate window the server drops a repeated timer
+# anyway, so skipping one changes nothing it would not.
+REMEMBER_S = TIMERS_DUPLICATE_WINDOW.total_seconds()
 
 
 class TimerScheduler:
@@ -89,8 +91,12 @@ class TimerScheduler:
             "Nats-Msg-Id": subject,
         }
         propagate.inject(headers)  # the step that fires continues the trace that scheduled it
-        await self._js.publish(subject, _encoder.encode(timer), headers=headers)
-        self._last[timer.player_id] = (subject, time.monotonic())
+        sent_at = time.monotonic()  # the server's window opens when it stores the timer, not later
+        ack = await self._js.publish(subject, _encoder.encode(timer), headers=headers)
+        if ack.duplicate:  # stored earlier, when is unknown: leave it to the server
+            self._last.pop(timer.player_id, None)
+            return
+        self._last[timer.player_id] = (subject, sent_at)
         self._last.move_to_end(timer.player_id)
         while len(self._last) > self._remember:
             self._last.popitem(last=False)
