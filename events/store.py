@@ -49,15 +49,18 @@ PREV_SEQ = "Questlog-Prev-Seq"
 APPEND_INDEX = "Questlog-Append-Index"
 
 
+APPEND_END = "Questlog-Append-End"
+
+
 def ends_its_append(headers: Mapping[str, str]) -> bool:
     """Whether a stored event is the last of the append that wrote it.
 
-    An append of several events is one atomic batch, and the server keeps the
-    batch headers: only the batch's last message carries `Nats-Batch-Commit`.
-    A state folded up to an event that does not end its append is one the log
-    never rested at.
+    An append of several events is one atomic batch; its last event carries
+    `Questlog-Append-End` (and the server keeps `Nats-Batch-Commit` on it, which
+    is all events stored before that header had). A state folded up to an
+    event that does not end its append is one the log never rested at.
     """
-    return "Nats-Batch-Id" not in headers or "Nats-Batch-Commit" in headers
+    return "Nats-Batch-Id" not in headers or APPEND_END in headers or "Nats-Batch-Commit" in headers
 EPOCH_TTL_S = 10.0
 
 
@@ -238,6 +241,7 @@ class EventStore:
                 continue
             if batch_id is not None:
                 headers["Nats-Batch-Commit"] = "1"
+                headers[APPEND_END] = "1"
             reply = await self._nc.request(subject, body, timeout=self._timeout, headers=headers)
             ack = _ack_decoder.decode(reply.data)
         assert ack is not None

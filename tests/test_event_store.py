@@ -22,7 +22,7 @@ from questlog.events.schema import (
     QueueResumed,
     Recorded,
 )
-from questlog.events.store import EventStore, Position, ends_its_append
+from questlog.events.store import APPEND_END, EventStore, Position, ends_its_append
 from questlog.events.subjects import event_subject, player_events
 from questlog.services.settings import Settings
 from questlog.services.wiring import flushed
@@ -350,3 +350,8 @@ async def test_the_last_event_of_each_append_is_told_apart(
     msgs = await sub.fetch(4, timeout=5)
     await sub.unsubscribe()
     assert [ends_its_append(m.headers or {}) for m in msgs] == [True, False, False, True]
+    last = dict(msgs[3].headers or {})
+    assert last.pop(APPEND_END) == "1"
+    assert ends_its_append(last), "events stored before Questlog-Append-End: the server's Nats-Batch-Commit"
+    del last["Nats-Batch-Commit"]
+    assert not ends_its_append(last)
