@@ -9,6 +9,7 @@ _PLAYER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 EVENTS_WILDCARD = "players.*.events.>"
 # Where the EVENTS stream republishes each event once stored (stream RePublish).
 LIVE_REPUBLISH = "live.players.{{wildcard(1)}}.events.>"
+LIVE_WILDCARD = "live.players.*.events.>"  # every player's republished events
 
 
 def valid_player_id(player_id: str) -> bool:

@@ -50,6 +50,10 @@ class PlayerRepository:
         self.remember(state)
         return state
 
+    def __contains__(self, player_id: object) -> bool:
+        """Whether this process has the player's state cached."""
+        return player_id in self._cache
+
     def holding(self, seen: Recorded) -> PlayerState | None:
         """The cached state if it already holds `seen`, or `seen` is the very next event (folded in); else None.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -11,8 +12,10 @@ from questlog.events.schema import NewEvent, QueuePaused, QueueResumed, Recorded
 from questlog.events.store import EventStore, Position
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
+from questlog.services.commands import keep_warm
 from questlog.services.decision_loop import DecisionLoop
 from questlog.services.settings import Settings
+from questlog.services.wiring import flushed
 
 from .direct_gets import watched
 
@@ -110,3 +113,28 @@ async def test_holding_reads_nothing_only_when_the_cache_reaches_the_event(
         first = (await store.read(player_id))[0]
         assert repo.holding(first) == held, "an older event (a redelivery): the newer cached state"
 
+
+
+async def test_a_command_decided_on_a_cache_kept_warm_meets_no_conflict(
+    nc: NATS, settings: Settings, player_id: str
+) -> None:
+    """The commands service folds the republished events of cached players: another writer's events included."""
+    async with watched(settings) as (store, gets):
+        repo = await _cached_at_version_1(store, player_id)
+        warm = await keep_warm(nc, repo)
+        try:
+            await flushed(nc)
+            other = f"{player_id}-other"
+            await store.append(other, [paused("elsewhere")], expected=Position(), command_id="o1")
+            await _written_by_others(store, player_id, 2)  # the processor, the reward service…
+            async with asyncio.timeout(10):
+                while (await repo.load(player_id, fresh=False)).version < 3:  # the cache, never the log
+                    await asyncio.sleep(0.01)
+            await gets.start()
+            outcome = await DecisionLoop(store, repo).run(player_id, _pause, command_id="cmd")  # fresh=False
+            await gets.stop()
+        finally:
+            await warm.unsubscribe()
+        assert outcome.result == 3 and [r.version for r in outcome.recorded] == [4]
+        assert gets.requests == [], "no conflict, so no read"
+        assert other not in repo, "only players already cached are kept: the cache does not grow with the log"

@@ -17,6 +17,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from questlog.events.subjects import LIVE_WILDCARD
+
 
 class _Head(msgspec.Struct):
     player_id: str
@@ -27,7 +29,7 @@ _head = msgspec.json.Decoder(_Head)
 
 
 class StoredTimes:
-    def __init__(self, nc: NATS, subject: str = "live.players.*.events.>") -> None:
+    def __init__(self, nc: NATS, subject: str = LIVE_WILDCARD) -> None:
         self._nc = nc
         self._subject = subject
         self._raw: dict[tuple[str, int], str] = {}
