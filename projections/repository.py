@@ -94,8 +94,10 @@ class PlayerRepository:
         return initial_state(player_id)
 
     def remember(self, state: PlayerState) -> None:
-        """Keep a state this process just built (e.g. after its own append)."""
-        self._cache[state.player_id] = state
+        """Keep a state this process just built (e.g. after its own append), unless a newer one is cached."""
+        cached = self._cache.get(state.player_id)
+        if cached is None or cached.version <= state.version:
+            self._cache[state.player_id] = state
         self._cache.move_to_end(state.player_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

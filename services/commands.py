@@ -17,18 +17,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, ServiceConfig
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from questlog.events import codec
 from questlog.events.schema import Recorded
-from questlog.events.subjects import LIVE_WILDCARD, valid_player_id
+from questlog.events.subjects import valid_player_id
 from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import SERVER_COMMAND_PREFIX, PlayerState
@@ -45,6 +41,7 @@ from .rules.catalog import Rules, load_rules
 from .rules.decide import decide
 from .rules.errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
 from .metrics import QuestlogMetrics
+from .warm_cache import keep_warm
 from .wiring import Wiring, flushed
 
 log = logging.getLogger("questlog.commands")
@@ -249,31 +246,6 @@ async def serve_commands(
         with contextlib.suppress(Exception):  # the connection may be closing already
             await warm.unsubscribe()
 
-
-
-async def keep_warm(nc: NATS, repo: PlayerRepository) -> Subscription:
-    """Fold each stored event of a cached player into the cache as the stream republishes it.
-
-    The processor and the reward service write the same players, so a cached
-    state is often behind the log, and a command decided on it meets a
-    conflict: a refused append, a read, a second append (about half the
-    commands at 100 players). Folding the republished events keeps the cache
-    at the log's head most of the time. A lost message leaves a gap the cache
-    does not fold past: it stays behind until a conflict reads it, which is
-    slower, never wrong.
-    """
-    registry = repo.registry
-
-    async def fold(msg: Msg) -> None:
-        if msg.subject.split(".", 3)[2] not in repo:  # live.players.<id>.events.<type>
-            return
-        seq = int((msg.headers or {}).get("Nats-Sequence", "0") or 0)
-        try:
-            repo.holding(codec.decode(msg.data, registry, seq))
-        except Exception:  # an event this version cannot read: the next conflict reads the log
-            log.debug("live event not folded", extra={"subject": msg.subject}, exc_info=True)
-
-    return await nc.subscribe(LIVE_WILDCARD, cb=fold)
 
 
 # nats-py's micro service awaits an endpoint's handler before it reads that

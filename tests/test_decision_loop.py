@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from questlog.events.schema import NewEvent, QueuePaused, QueueResumed, Recorded
 from questlog.events.store import EventStore, Position
+from questlog.events.subjects import player_events
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
-from questlog.services.commands import keep_warm
+from questlog.services.warm_cache import WarmCache, keep_warm
 from questlog.services.decision_loop import DecisionLoop
 from questlog.services.settings import Settings
 from questlog.services.wiring import flushed
@@ -112,6 +114,8 @@ async def test_holding_reads_nothing_only_when_the_cache_reaches_the_event(
         assert repo.holding(v2) == held, "an event the cache already holds: the cache as it is"
         first = (await store.read(player_id))[0]
         assert repo.holding(first) == held, "an older event (a redelivery): the newer cached state"
+        repo.remember(await PlayerRepository(store).load_at(player_id, 1))
+        assert repo.holding(first) == held, "remembering an older state keeps the newer one"
 
 
 
@@ -138,3 +142,32 @@ async def test_a_command_decided_on_a_cache_kept_warm_meets_no_conflict(
         assert outcome.result == 3 and [r.version for r in outcome.recorded] == [4]
         assert gets.requests == [], "no conflict, so no read"
         assert other not in repo, "only players already cached are kept: the cache does not grow with the log"
+
+
+async def test_the_warm_cache_folds_whole_appends_only(nc: NATS, settings: Settings, player_id: str) -> None:
+    """Never a state in the middle of an append, and nothing past a lost message."""
+    async with watched(settings) as (store, _):
+        repo = await _cached_at_version_1(store, player_id)
+        at = Position(1, (await store.position(player_id)).seq)
+        for c in ("b1", "b2", "s3"):  # two appends of three events, then one of one
+            n = 1 if c.startswith("s") else 3
+            recs = await store.append(player_id, [paused(f"{c}-{i}") for i in range(n)], expected=at, command_id=c)
+            at = Position(recs[-1].version, recs[-1].seq)
+        sub = await nc.jetstream().pull_subscribe(player_events(player_id), stream=settings.events_stream)
+        stored = await sub.fetch(8, timeout=5)
+        await sub.unsubscribe()
+        live = [
+            Msg(nc, subject=f"live.players.{player_id}.events.queue.paused", data=m.data,
+                headers={**(m.headers or {}), "Nats-Sequence": str(m.metadata.sequence.stream)})
+            for m in stored[1:]  # versions 2..8
+        ]
+        warm = WarmCache(repo)
+
+        async def cached_after(msg: Msg) -> int:
+            await warm.fold(msg)
+            return (await repo.load(player_id, fresh=False)).version
+
+        assert [await cached_after(m) for m in live[0:3]] == [1, 1, 4], "versions 2-4 land together"
+        await warm.fold(live[3])  # version 5; version 6 is lost
+        assert await cached_after(live[5]) == 4, "an append with a hole is not folded"
+        assert await cached_after(live[6]) == 4, "nor anything after the hole"
