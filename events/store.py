@@ -47,9 +47,8 @@ READ_BATCH = 500
 WALK_LIMIT = 1024
 PREV_SEQ = "Questlog-Prev-Seq"
 APPEND_INDEX = "Questlog-Append-Index"
-
-
 APPEND_END = "Questlog-Append-End"
+EPOCH_TTL_S = 10.0
 
 
 def ends_its_append(headers: Mapping[str, str]) -> bool:
@@ -61,7 +60,13 @@ def ends_its_append(headers: Mapping[str, str]) -> bool:
     event that does not end its append is one the log never rested at.
     """
     return "Nats-Batch-Id" not in headers or APPEND_END in headers or "Nats-Batch-Commit" in headers
-EPOCH_TTL_S = 10.0
+
+
+def decode_stored(msg: Msg, registry: EventRegistry) -> Recorded:
+    """A stored event as a direct get answers it or the stream republishes it (its sequence in
+    `Nats-Sequence`), or as a consumer is handed it (its sequence in the delivery's metadata)."""
+    seq = int((msg.headers or {}).get("Nats-Sequence", "0")) or (msg.metadata.sequence.stream if msg.reply else 0)
+    return codec.decode(msg.data, registry, seq)
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -474,9 +479,7 @@ class EventStore:
                 return
 
     def _decode(self, msg: Msg) -> Recorded:
-        headers = msg.headers or {}
-        seq = int(headers.get("Nats-Sequence", "0")) or (msg.metadata.sequence.stream if msg.reply else 0)
-        return codec.decode(msg.data, self._registry, seq)
+        return decode_stored(msg, self._registry)
 
     async def position(self, player_id: str) -> Position:
         """The aggregate's last version and sequence, from one direct get."""

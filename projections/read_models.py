@@ -15,8 +15,9 @@ One Lua script applies players' new states to any set of projections and
 namespaces atomically, and only if each sequence is newer than the one
 recorded: redelivery, replays and a rebuild racing the live projector all
 converge on the newest state. The live projector's states of one event-loop
-turn go in one script run (`ReadModels.project`). Views are computed at the state's own time
-(never the wall clock), so a rebuild writes the same bytes the live path did.
+turn go in one script run (`ReadModels.project`). Views are computed at the
+state's own time (never the wall clock), so a rebuild writes the same bytes
+the live path did.
 `ql:<name>:active` names the serving namespace; `ql:<name>:building` the one a
 rebuild is filling.
 """

@@ -75,9 +75,7 @@ class Pull:
         server ended the request with an error: the caller waits before asking
         again rather than asking in a tight loop.
         """
-        if self._refused is not None:
-            refused, self._refused = self._refused, None
-            raise PullRefused(refused)
+        self._raise_refusal()
         await self._ensure_request()
         if not self._arrived:
             self._wake.clear()
@@ -88,7 +86,7 @@ class Pull:
         out: list[Msg] = []
         while self._arrived:
             msg = self._arrived.popleft()
-            status = (msg.headers or {}).get("Status") if not msg.data else None
+            status = _status(msg)
             if status is None:
                 self._remaining = max(0, self._remaining - 1)
                 out.append(msg)
@@ -97,10 +95,14 @@ class Pull:
                 if status not in _QUIET:
                     self._refused = f"{status} {(msg.headers or {}).get('Description', '')}".strip()
                     break
-        if not out and self._refused is not None:
+        if not out:
+            self._raise_refusal()
+        return out
+
+    def _raise_refusal(self) -> None:
+        if self._refused is not None:
             refused, self._refused = self._refused, None
             raise PullRefused(refused)
-        return out
 
     async def _ensure_request(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,6 +130,11 @@ class Pull:
                 log.debug("could not drain the pull subscription", extra={"consumer": self._durable}, exc_info=True)
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-        left = [m for m in self._arrived if m.data or not (m.headers or {}).get("Status")]
+        left = [m for m in self._arrived if _status(m) is None]
         self._arrived.clear()
         return left
+
+
+def _status(msg: Msg) -> str | None:
+    """A status message's code (it has no body); None for a message of the stream."""
+    return None if msg.data else (msg.headers or {}).get("Status")

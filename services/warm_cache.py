@@ -23,9 +23,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from questlog.events import codec
 from questlog.events.schema import Recorded
-from questlog.events.store import APPEND_INDEX, ends_its_append
+from questlog.events.store import APPEND_INDEX, decode_stored, ends_its_append
 from questlog.events.subjects import LIVE_WILDCARD
 from questlog.projections.repository import PlayerRepository
 
@@ -44,7 +43,7 @@ class WarmCache:
             return
         headers = msg.headers or {}
         try:
-            rec = codec.decode(msg.data, self._repo.registry, int(headers.get("Nats-Sequence", "0") or 0))
+            rec = decode_stored(msg, self._repo.registry)
             index = int(headers.get(APPEND_INDEX, "0"))
         except Exception:  # an event this version cannot read: a conflict will read the log
             log.debug("live event not folded", extra={"subject": msg.subject}, exc_info=True)
