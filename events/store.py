@@ -20,7 +20,8 @@ import time
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Protocol
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -28,9 +29,6 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from opentelemetry import propagate, trace
-
-from questlog.services.metrics import QuestlogMetrics
-from questlog.services.settings import Settings
 
 from . import codec
 from .errors import AppendFailed, ConcurrencyConflict, DuplicateAppend
@@ -138,25 +136,36 @@ class _Replies:
             queue.put_nowait(msg)
 
 
+class AppendObserver(Protocol):
+    """Told of every append's outcome and duration (the runtime's metrics implement it)."""
+
+    def append_finished(self, event_types: Iterable[str], outcome: str, seconds: float) -> None: ...
+
+
+class _Unobserved:
+    def append_finished(self, event_types: Iterable[str], outcome: str, seconds: float) -> None:
+        pass
+
+
 class EventStore:
     def __init__(
         self,
         nc: NATS,
-        settings: Settings,
+        stream: str = "EVENTS",
         registry: EventRegistry | None = None,
         timeout: float = 5.0,
-        metrics: QuestlogMetrics | None = None,
+        metrics: AppendObserver | None = None,
         walk_limit: int = WALK_LIMIT,
     ) -> None:
         self._nc = nc
         self._walk_limit = walk_limit
-        self._stream = settings.events_stream
+        self._stream = stream
         self._registry = registry or default_registry()
         self._timeout = timeout
         self._replies = _Replies(nc)
         self._epoch: tuple[float, str] | None = None
         self._epoch_asked: asyncio.Future[str] | None = None  # the one stream info in flight
-        self._metrics = metrics or QuestlogMetrics.from_global()
+        self._metrics = metrics or _Unobserved()
 
     @property
     def registry(self) -> EventRegistry:

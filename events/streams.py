@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+import msgspec
+
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RePublish, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
-
-from questlog.services.settings import Settings
 
 from .subjects import EVENTS_WILDCARD, LIVE_REPUBLISH
 
@@ -20,12 +20,37 @@ AUDIT_SUBJECTS = "audit.>"
 TIMERS_DUPLICATE_WINDOW = timedelta(hours=1)
 
 
-def stream_configs(settings: Settings) -> list[StreamConfig]:
-    replicas = settings.replicas
+class StreamNames(msgspec.Struct, frozen=True):
+    """The names of questlog's streams and snapshots bucket; a prefix lets systems share one NATS."""
+
+    prefix: str = ""
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}EVENTS"
+
+    @property
+    def timers(self) -> str:
+        return f"{self.prefix}TIMERS"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}DEADLETTER"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}AUDIT"
+
+    @property
+    def snapshots(self) -> str:
+        return f"{self.prefix}snapshots"
+
+
+def stream_configs(names: StreamNames, replicas: int) -> list[StreamConfig]:
     return [
         # The log: immutable (no delete, no purge), atomic batches, fast direct reads.
         StreamConfig(
-            name=settings.events_stream,
+            name=names.events,
             subjects=[EVENTS_WILDCARD],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
@@ -44,7 +69,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
         # Durable timers: one scheduled message per due step (processor). Limits, not
         # work-queue retention, so operators and tests may add their own consumers.
         StreamConfig(
-            name=settings.timers_stream,
+            name=names.timers,
             subjects=[TIMER_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             max_age=timedelta(days=30).total_seconds(),
@@ -57,7 +82,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
         ),
         # Messages a service gave up on after its max deliveries, kept for operators.
         StreamConfig(
-            name=settings.dead_letter_stream,
+            name=names.dead_letters,
             subjects=[DEAD_LETTER_SUBJECTS],
             storage=StorageType.FILE,
             num_replicas=replicas,
@@ -65,7 +90,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
         ),
         # Every admin call, reads included, naming the admin.
         StreamConfig(
-            name=settings.audit_stream,
+            name=names.audit,
             subjects=[AUDIT_SUBJECTS],
             storage=StorageType.FILE,
             num_replicas=replicas,
@@ -78,9 +103,9 @@ class StreamMismatch(RuntimeError):
     """An existing stream's configuration cannot be updated to this code's definition."""
 
 
-async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
+async def ensure_streams(js: JetStreamContext, names: StreamNames, replicas: int) -> None:
     """Create every stream and bucket, or update it to this code's definition."""
-    for config in stream_configs(settings):
+    for config in stream_configs(names, replicas):
         try:
             await js.stream_info(config.name)
         except NotFoundError:
@@ -93,19 +118,19 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
                     f"stream {config.name} exists with settings this version cannot change "
                     f"({exc.description}); migrate or remove it (see docs/operations.md)"
                 ) from None
-    await _ensure_snapshots_bucket(js, settings)
+    await _ensure_snapshots_bucket(js, names.snapshots, replicas)
 
 
-async def _ensure_snapshots_bucket(js: JetStreamContext, settings: Settings) -> None:
+async def _ensure_snapshots_bucket(js: JetStreamContext, bucket: str, replicas: int) -> None:
     """Gets by direct get: through the API, every missing key (a player never snapshotted,
     loaded once by each service) was an error answer plus an API advisory on the server."""
     config = KeyValueConfig(
-        bucket=settings.snapshots_bucket, history=1, replicas=settings.replicas, storage=StorageType.FILE, direct=True
+        bucket=bucket, history=1, replicas=replicas, storage=StorageType.FILE, direct=True
     )
     try:
         await js.create_key_value(config)
     except APIError:
-        name = f"KV_{settings.snapshots_bucket}"
+        name = f"KV_{bucket}"
         existing = (await js.stream_info(name)).config
         if existing.allow_direct:
             raise

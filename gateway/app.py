@@ -9,13 +9,13 @@ import uuid
 import msgspec
 from aiohttp import web
 
-from questlog.services.command_client import CommandClient
-from questlog.services.metrics import QuestlogMetrics
-from questlog.services.telemetry import prometheus_text
+from questlog.services.contract.command_client import CommandClient
+from questlog.services.runtime.metrics import QuestlogMetrics
+from questlog.services.runtime.telemetry import prometheus_text
 from questlog.services.notifier import Inbox
 from questlog.services.presence import PresenceLeases, PresenceStore
-from questlog.services.settings import RealtimeSettings, Settings
-from questlog.services.wiring import Wiring
+from questlog.services.runtime.settings import RealtimeSettings, Settings
+from questlog.services.runtime.connections import Wiring
 
 from .auth import AuthError, TokenVerifier
 from .ratelimit import RateLimiter
@@ -100,7 +100,7 @@ class Gateway:
         self.inbox = Inbox(wiring.redis, rt.inbox_max)
         self.connections = Connections(rt)
         self.metrics = Metrics()
-        self.otel = QuestlogMetrics.from_global()  # the OpenTelemetry instruments (services/metrics.py)
+        self.otel = QuestlogMetrics.from_global()  # the OpenTelemetry instruments (services/runtime/metrics.py)
         self.router = Router(self)
         self.draining = False
 

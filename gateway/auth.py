@@ -10,7 +10,7 @@ import jwt
 import msgspec
 
 from questlog.events.subjects import valid_player_id
-from questlog.services.settings import Settings
+from questlog.services.runtime.settings import Settings
 
 
 class AuthError(Exception):

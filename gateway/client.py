@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from questlog.services.protocol import RpcError
+from questlog.services.contract.protocol import RpcError
 
 log = logging.getLogger("questlog.client")
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
-from questlog.services import protocol
-from questlog.services.protocol import RpcError
+from questlog.services.contract import protocol
+from questlog.services.contract.protocol import RpcError
 
 _encoder = msgspec.json.Encoder()
 

@@ -1,6 +1,6 @@
 """The OpenRPC document of the API, generated from the param Structs that validate requests.
 
-`services/protocol.py` holds the one definition of every method; this module
+`services/contract/protocol.py` holds the one definition of every method; this module
 only renders it, so `rpc.discover` cannot disagree with what the server accepts.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from questlog.services.protocol import METHODS
+from questlog.services.contract.protocol import METHODS
 
 OPENRPC_VERSION = "1.3.2"
 API_VERSION = "1.0.0"

@@ -28,7 +28,7 @@ from questlog.events.schema import (
     TaskStarted,
     TaskStepCompleted,
 )
-from questlog.services.protocol import rfc3339
+from questlog.services.contract.protocol import rfc3339
 
 METHOD = "task.progress"
 

@@ -3,7 +3,7 @@
 One Lua script refills and takes on Redis's own clock (`TIME`), so gateways
 with skewed clocks still agree. A call names all its buckets (its address's,
 its player's) and takes from all or from none. The calls of one moment share
-one script run (`services/batching.py`): a round trip costs the gateway far
+one script run (`services/runtime/batching.py`): a round trip costs the gateway far
 more CPU than the script costs Redis.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import msgspec
 import redis.asyncio as aioredis
 
-from questlog.services.batching import Coalescer
+from questlog.services.runtime.batching import Coalescer
 
 # KEYS: every bucket of every call, in order. ARGV per call: n, then n x (rate, burst, cost).
 # -> per call {allowed, retry_ms}

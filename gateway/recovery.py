@@ -16,7 +16,7 @@ import msgspec
 
 from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
-from questlog.services.protocol import Resume, internal
+from questlog.services.contract.protocol import Resume, internal
 
 # (method, params) -> result, through the commands service as the session's player
 Query = Callable[[str], Awaitable[Any]]

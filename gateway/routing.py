@@ -2,7 +2,7 @@
 
 Shared by the WebSocket session and `POST /rpc`. Order of checks: the method
 exists, the rate limits hold, the caller is authenticated, the role allows it,
-the params validate (one Struct per method in `services/protocol.py`); only then
+the params validate (one Struct per method in `services/contract/protocol.py`); only then
 is a command forwarded — always for the player named in the caller's token.
 """
 
@@ -18,9 +18,9 @@ import msgspec
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from questlog.services import protocol
-from questlog.services.command_client import Actor
-from questlog.services.protocol import METHODS, Method, RpcError
+from questlog.services.contract import protocol
+from questlog.services.contract.command_client import Actor
+from questlog.services.contract.protocol import METHODS, Method, RpcError
 
 from . import jsonrpc
 from .auth import Identity

@@ -24,9 +24,9 @@ from nats.aio.subscription import Subscription
 
 from questlog.events.schema import Recorded
 from questlog.events.subjects import valid_player_id
-from questlog.services import protocol
+from questlog.services.contract import protocol
 from questlog.services.presence import changed_subject
-from questlog.services.protocol import HelloParams, Method, RefreshParams, RpcError, rfc3339
+from questlog.services.contract.protocol import HelloParams, Method, RefreshParams, RpcError, rfc3339
 
 from . import jsonrpc
 from .auth import AuthError, Identity

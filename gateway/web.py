@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from questlog.events.subjects import valid_player_id
-from questlog.services.settings import Settings
+from questlog.services.runtime.settings import Settings
 
 from .auth import AuthError, issue_token
 

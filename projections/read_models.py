@@ -14,8 +14,8 @@ sequence its data reflects) and `ql:<name>:<ns>:position` (the highest one).
 One Lua script applies players' new states to any set of projections and
 namespaces atomically, and only if each sequence is newer than the one
 recorded: redelivery, replays and a rebuild racing the live projector all
-converge on the newest state. The live projector's states of one event-loop
-turn go in one script run (`ReadModels.project`). Views are computed at the
+converge on the newest state. `ReadModels.project` writes many players'
+states in one script run (the live projector gathers each event-loop turn's). Views are computed at the
 state's own time (never the wall clock), so a rebuild writes the same bytes
 the live path did.
 `ql:<name>:active` names the serving namespace; `ql:<name>:building` the one a
@@ -24,12 +24,11 @@ rebuild is filling.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-
-from questlog.services.batching import Coalescer
 
 from .state import PlayerState
 from .views import player_view, queue_view
@@ -145,7 +144,6 @@ class ReadModels:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self._apply = redis.register_script(_APPLY)
-        self._project = Coalescer(self._project_batch)
 
     async def targets(self, names: tuple[str, ...] = NAMES) -> list[str]:
         """`name:ns` for every namespace a projection must be written to now (serving + building)."""
@@ -166,17 +164,15 @@ class ReadModels:
         (applied,) = await self._apply(args=[len(targets), *targets, *_triple(state)])
         return int(applied)
 
-    async def project(self, state: PlayerState) -> int:
-        """Into what serves now and what a rebuild is building (the live projector); how many it changed."""
-        if state.version == 0:
-            return 0
-        return await self._project(state)
-
-    async def _project_batch(self, states: list[PlayerState]) -> list[int]:
+    async def project(self, states: Sequence[PlayerState]) -> list[int]:
+        """Into what serves now and what a rebuild is building (the live projector), in one script
+        run; how many projections each state changed."""
+        written = [state for state in states if state.version > 0]
         args: list[object] = [0]
-        for state in states:
+        for state in written:
             args += _triple(state)
-        return [int(n) for n in await self._apply(args=args)]
+        changed = iter([int(n) for n in await self._apply(args=args)] if written else [])
+        return [next(changed) if state.version > 0 else 0 for state in states]
 
     async def active(self, name: str) -> str:
         value = await self.redis.get(f"ql:{name}:active")

@@ -30,19 +30,19 @@ from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import SERVER_COMMAND_PREFIX, PlayerState
 from questlog.projections.views import player_view, queue_view
 
-from . import protocol
-from .command_client import Actor, CommandReply, CommandRequest, subject_for
+from .contract import protocol
+from questlog.services.contract.command_client import Actor, CommandReply, CommandRequest, subject_for
 from .decision_loop import DecisionLoop, TooMuchContention
-from .protocol import METHODS, SYNCABLE, Method, RpcError
-from .rules.catalog import catalog_view
-from .rules.clock import Clock, SystemClock
-from .rules.commands import parse_command
-from .rules.catalog import Rules, load_rules
-from .rules.decide import decide
-from .rules.errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
-from .metrics import QuestlogMetrics
+from questlog.services.contract.protocol import METHODS, SYNCABLE, Method, RpcError
+from questlog.services.rules.catalog import catalog_view
+from questlog.services.rules.clock import Clock, SystemClock
+from questlog.services.rules.commands import parse_command
+from questlog.services.rules.catalog import Rules, load_rules
+from questlog.services.rules.decide import decide
+from questlog.services.rules.errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
+from questlog.services.runtime.metrics import QuestlogMetrics
 from .warm_cache import keep_warm
-from .wiring import Wiring, flushed
+from questlog.services.runtime.connections import Wiring, flushed
 
 log = logging.getLogger("questlog.commands")
 _tracer = trace.get_tracer("questlog.commands")

@@ -27,12 +27,12 @@ from questlog.events.registry import EventRegistry
 from questlog.events.schema import QueuePaused, Recorded, RewardGranted
 from questlog.events.subjects import events_of_type
 
-from .batching import Coalescer
-from .consumer import ConsumerSpec, run_consumer
+from questlog.services.runtime.batching import Coalescer
+from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 from .presence import PresenceStore
-from .protocol import rfc3339
-from .settings import Settings
-from .wiring import Wiring
+from questlog.services.contract.protocol import rfc3339
+from questlog.services.runtime.settings import Settings
+from questlog.services.runtime.connections import Wiring
 
 log = logging.getLogger("questlog.notifier")
 

@@ -22,8 +22,8 @@ import msgspec
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 
-from .batching import Coalescer
-from .wiring import Wiring
+from questlog.services.runtime.batching import Coalescer
+from questlog.services.runtime.connections import Wiring
 
 log = logging.getLogger("questlog.presence")
 
@@ -49,7 +49,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# The joins and leaves of one moment go in one script run (services/batching.py).
+# The joins and leaves of one moment go in one script run (services/runtime/batching.py).
 # KEYS index; ARGV ttl_ms, then (1 join | 0 leave, player, gateway) triples
 # -> per triple {1 if the player changed state, last seen ms}: the announcement is
 # built from the same atomic step, with no second read. Triples apply in order, so
@@ -132,7 +132,7 @@ def _rfc3339_ms(ms: int) -> str | None:
         return None
     from datetime import UTC, datetime
 
-    from .protocol import rfc3339
+    from questlog.services.contract.protocol import rfc3339
 
     return rfc3339(datetime.fromtimestamp(ms / 1000, UTC))
 

@@ -24,13 +24,13 @@ from questlog.events.subjects import events_of_type
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
 
-from .consumer import ConsumerSpec, run_consumer
+from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 from .decision_loop import DecisionLoop
 from .rules import engine
-from .rules.clock import Clock, SystemClock
-from .rules.catalog import Rules, load_rules
+from questlog.services.rules.clock import Clock, SystemClock
+from questlog.services.rules.catalog import Rules, load_rules
 from .timers import DUE_SUBJECTS, Timer, TimerScheduler, timer_decoder
-from .wiring import Wiring
+from questlog.services.runtime.connections import Wiring
 
 log = logging.getLogger("questlog.processor")
 
@@ -144,7 +144,7 @@ async def serve_processor(wiring: Wiring, stop: asyncio.Event, *, rules: Rules |
     processor = Processor(wiring, rules, clock or SystemClock(), await wiring.players())
     s = wiring.settings
     events = ConsumerSpec.of_service(s, "processor", [events_of_type(t) for t in TRIGGERS])
-    timers = ConsumerSpec.of_service(s, "processor-timers", [DUE_SUBJECTS], stream=s.timers_stream)
+    timers = ConsumerSpec.of_service(s, "processor-timers", [DUE_SUBJECTS], stream=s.streams.timers)
     await asyncio.gather(
         run_consumer(wiring.nc, events, processor.on_event, stop),
         run_consumer(wiring.nc, timers, processor.on_timer, stop),

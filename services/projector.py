@@ -20,8 +20,9 @@ from questlog.events.subjects import EVENTS_WILDCARD
 from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
 
-from .consumer import ConsumerSpec, run_consumer
-from .wiring import Wiring
+from questlog.services.runtime.batching import Coalescer
+from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
+from questlog.services.runtime.connections import Wiring
 
 DURABLE = "projector"
 
@@ -29,6 +30,8 @@ DURABLE = "projector"
 class Projector:
     def __init__(self, repo: PlayerRepository, read_models: ReadModels) -> None:
         self.repo, self.read_models = repo, read_models
+        # the states written in one event-loop turn go in one script run
+        self.write = Coalescer(read_models.project)
 
     async def on_event(self, msg: Msg) -> None:
         rec = codec.decode(msg.data, self.repo.registry, msg.metadata.sequence.stream)
@@ -44,7 +47,7 @@ class Projector:
         state = held or await self.repo.load(rec.player_id, fresh=True)
         if state.last_seq < rec.seq:
             raise RuntimeError("the log is behind the event being projected; retry")  # never silently stale
-        await self.read_models.project(state)
+        await self.write(state)
 
 
 def projector_spec(wiring: Wiring) -> ConsumerSpec:

@@ -16,11 +16,11 @@ from questlog.events.schema import TaskStepCompleted
 from questlog.events.subjects import events_of_type
 from questlog.projections.repository import PlayerRepository
 
-from .consumer import ConsumerSpec, run_consumer
+from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 from .decision_loop import DecisionLoop
 from .rules import engine
-from .rules.catalog import Rules, load_rules
-from .wiring import Wiring
+from questlog.services.rules.catalog import Rules, load_rules
+from questlog.services.runtime.connections import Wiring
 
 
 class RewardService:

@@ -12,8 +12,8 @@ from questlog.projections.repository import PlayerRepository
 from questlog.projections.snapshots import SnapshotStore
 from questlog.projections.state import STATE_SCHEMA, PlayerState
 
-from .consumer import ConsumerSpec, run_consumer
-from .wiring import Wiring
+from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
+from questlog.services.runtime.connections import Wiring
 
 
 class Snapshotter:
@@ -30,7 +30,7 @@ class Snapshotter:
 
 
 async def serve_snapshotter(wiring: Wiring, stop: asyncio.Event) -> None:
-    kv = await wiring.js.key_value(wiring.settings.snapshots_bucket)
+    kv = await wiring.js.key_value(wiring.settings.streams.snapshots)
     snapshots = SnapshotStore(kv, PlayerState, STATE_SCHEMA)
     # a repository that folds from the last snapshot: each snapshot builds on the previous one
     repo = PlayerRepository(wiring.store, snapshots, cache_size=1000)

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from nats.aio.client import Client as NATS
 
 from questlog.events.streams import ensure_streams
-from questlog.services.settings import Settings, load_settings
+from questlog.services.runtime.settings import Settings, load_settings
 
 from .servers import container_urls, containers_wanted, local_nats, local_redis
 
@@ -59,7 +59,7 @@ def settings(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Settings
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def nc(settings: Settings) -> AsyncIterator[NATS]:
     client = await nats.connect(settings.nats_url, drain_timeout=5)
-    await ensure_streams(client.jetstream(), settings)
+    await ensure_streams(client.jetstream(), settings.streams, settings.replicas)
     yield client
     await client.drain()
 
@@ -82,9 +82,9 @@ async def system(settings: Settings, nc: NATS) -> AsyncIterator[object]:
     """The engine's services running in this process for the session."""
     import asyncio
 
-    from questlog.services.roster import services
-    from questlog.services.stack import run_services
-    from questlog.services.wiring import connect
+    from questlog.services.cli.roster import services
+    from questlog.services.cli.stack import run_services
+    from questlog.services.runtime.connections import connect
 
     stop = asyncio.Event()
     chosen = {k: v for k, v in services().items() if k in ("commands", "processor", "reward", "snapshotter", "projector")}
@@ -99,7 +99,7 @@ async def system(settings: Settings, nc: NATS) -> AsyncIterator[object]:
 @pytest.fixture
 def call(system, nc: NATS):
     """call(method, player_id, **params) through the commands service, as that player."""
-    from questlog.services.command_client import Actor, CommandClient
+    from questlog.services.contract.command_client import Actor, CommandClient
 
     client = CommandClient(nc)
 
@@ -112,7 +112,7 @@ def call(system, nc: NATS):
 @pytest.fixture(scope="session")
 def spans() -> InMemorySpanExporter:
     """Finished spans of the process's tracer provider (installed here if nobody did)."""
-    from questlog.services.telemetry import setup_telemetry
+    from questlog.services.runtime.telemetry import setup_telemetry
 
     setup_telemetry("questlog-tests", environ={}, registry=CollectorRegistry())
     provider = trace.get_tracer_provider()

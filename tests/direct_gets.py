@@ -11,8 +11,8 @@ import nats
 from nats.aio.client import Client as NATS
 
 from questlog.events.store import EventStore
-from questlog.services.settings import Settings
-from questlog.services.wiring import flushed
+from questlog.services.runtime.settings import Settings
+from questlog.services.runtime.connections import flushed
 
 
 class DirectGets:
@@ -32,7 +32,7 @@ class DirectGets:
             if self._watching and (msg.reply or "").startswith(self._prefix):
                 self.requests.append(msgspec.json.decode(msg.data))
 
-        self._sub = await self._nc.subscribe(f"$JS.API.DIRECT.GET.{self._settings.events_stream}", cb=seen)
+        self._sub = await self._nc.subscribe(f"$JS.API.DIRECT.GET.{self._settings.streams.events}", cb=seen)
         await flushed(self._nc)
         self._watching = True
 
@@ -53,6 +53,6 @@ async def watched(settings: Settings, **store_kw: object) -> AsyncIterator[tuple
     prefix = f"_INBOX_T{uuid.uuid4().hex[:8]}"
     conn = await nats.connect(settings.nats_url, inbox_prefix=prefix)
     try:
-        yield EventStore(conn, settings, **store_kw), DirectGets(conn, settings, prefix)
+        yield EventStore(conn, settings.streams.events, **store_kw), DirectGets(conn, settings, prefix)
     finally:
         await conn.close()

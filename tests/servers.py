@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from questlog.services.embedded import ServerProcess, free_port, nats_server, redis_server
+from questlog.services.runtime.embedded import ServerProcess, free_port, nats_server, redis_server
 
 
 def containers_wanted() -> bool:

@@ -13,10 +13,10 @@ from nats.js.errors import NotFoundError
 
 from questlog.events.streams import ensure_streams
 from questlog.services.commands import SERVICE_NAME
-from questlog.services.roster import services
-from questlog.services.settings import Settings, load_settings
-from questlog.services.stack import run_services
-from questlog.services.wiring import Wiring, connect
+from questlog.services.cli.roster import services
+from questlog.services.runtime.settings import Settings, load_settings
+from questlog.services.cli.stack import run_services
+from questlog.services.runtime.connections import Wiring, connect
 
 from .processes import service_env
 from .servers import local_nats, local_redis
@@ -35,7 +35,7 @@ async def private_stack(
             jwt_secret="test-secret-test-secret-test-secret", data_dir=str(tmp / "data"), ack_wait_s=5,
         )
         nc = await nats.connect(n.url)
-        await ensure_streams(nc.jetstream(), settings)
+        await ensure_streams(nc.jetstream(), settings.streams, settings.replicas)
         try:
             yield settings, nc, service_env(n.url, r.url, QUESTLOG_TIME_SCALE=time_scale)
         finally:
@@ -86,7 +86,7 @@ async def drained(nc: NATS, settings: Settings, durable: str, timeout: float = 6
     async with asyncio.timeout(timeout):
         while True:
             try:
-                info = await js.consumer_info(settings.events_stream, durable)
+                info = await js.consumer_info(settings.streams.events, durable)
             except NotFoundError:  # the service (just restarted) has not created it yet
                 info = None
             if info is not None and info.num_pending == 0 and info.num_ack_pending == 0:

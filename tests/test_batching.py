@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from questlog.services.batching import Coalescer
+from questlog.services.runtime.batching import Coalescer
 
 
 class Recorder:

@@ -27,9 +27,9 @@ from questlog.events.schema import NewEvent, QueuePaused, Recorded
 from questlog.events.store import EventStore, Position
 from questlog.events.streams import ensure_streams
 from questlog.events.subjects import EVENTS_WILDCARD
-from questlog.services.consumer import ConsumerSpec, ensure_consumer, run_consumer
-from questlog.services.embedded import ServerProcess, free_port, nats_server
-from questlog.services.settings import Settings, load_settings
+from questlog.services.runtime.consumer import ConsumerSpec, ensure_consumer, run_consumer
+from questlog.services.runtime.embedded import ServerProcess, free_port, nats_server
+from questlog.services.runtime.settings import Settings, load_settings
 
 pytestmark = pytest.mark.slow
 
@@ -211,12 +211,12 @@ async def test_r3_stream_survives_kill_9_of_the_leader_under_load(cluster: Clust
 
     await until(jetstream_ready, "a JetStream meta leader")
     phase("jetstream")
-    await ensure_streams(js, settings)
+    await ensure_streams(js, settings.streams, settings.replicas)
     phase("streams")
-    info = await js.stream_info(settings.events_stream)
+    info = await js.stream_info(settings.streams.events)
     assert info.config.num_replicas == 3
 
-    store = EventStore(client, settings, timeout=2.0)
+    store = EventStore(client, settings.streams.events, timeout=2.0)
     load = Load(store)
 
     # A durable consumer, as every service runs one, reading along through the fail-over.
@@ -225,7 +225,7 @@ async def test_r3_stream_survives_kill_9_of_the_leader_under_load(cluster: Clust
     async def handler(msg: Msg) -> None:
         handled.add(msg.metadata.sequence.stream)
 
-    spec = ConsumerSpec(durable="cluster-test", stream=settings.events_stream, filter_subjects=[EVENTS_WILDCARD])
+    spec = ConsumerSpec(durable="cluster-test", stream=settings.streams.events, filter_subjects=[EVENTS_WILDCARD])
 
     async def consumer_created() -> bool:  # an R3 consumer's raft group may still be electing
         try:
@@ -243,7 +243,7 @@ async def test_r3_stream_survives_kill_9_of_the_leader_under_load(cluster: Clust
         load.start()
         await load.more(100, "before the kill")
 
-        leader = (await js.stream_info(settings.events_stream)).cluster.leader  # type: ignore[union-attr]
+        leader = (await js.stream_info(settings.streams.events)).cluster.leader  # type: ignore[union-attr]
         assert leader in cluster.names
         phase("kill")
         killed = await cluster.kill(leader)
@@ -258,7 +258,7 @@ async def test_r3_stream_survives_kill_9_of_the_leader_under_load(cluster: Clust
 
         async def rejoined() -> bool:  # raft catch-up has no client-visible event
             try:
-                info = await js.stream_info(settings.events_stream)
+                info = await js.stream_info(settings.streams.events)
             except (NatsError, asyncio.TimeoutError):
                 return False
             return replicas_current(info, cluster.names)
@@ -277,7 +277,7 @@ async def test_r3_stream_survives_kill_9_of_the_leader_under_load(cluster: Clust
         # A read through the restarted node sees the whole log too.
         restarted = await nats.connect(cluster.urls[killed], name="cluster-test-restarted")
         try:
-            again = EventStore(restarted, settings)
+            again = EventStore(restarted, settings.streams.events)
             for w in load.writers:
                 assert [r.seq for r in await again.read(w.player_id)] == [r.seq for r in w.acked]
         finally:

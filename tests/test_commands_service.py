@@ -13,15 +13,15 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 
 from questlog.events.store import EventStore
-from questlog.services import protocol
-from questlog.services.protocol import RpcError
-from questlog.services.settings import Settings
-from questlog.services.wiring import flushed
+from questlog.services.contract import protocol
+from questlog.services.contract.protocol import RpcError
+from questlog.services.runtime.settings import Settings
+from questlog.services.runtime.connections import flushed
 
 
 @pytest.fixture
 def store(nc: NATS, settings: Settings) -> EventStore:
-    return EventStore(nc, settings)
+    return EventStore(nc, settings.streams.events)
 
 
 async def test_service_is_discoverable_through_srv_ping_and_info(call, nc: NATS) -> None:

@@ -13,9 +13,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
-from questlog.services.consumer import ConsumerSpec, ensure_consumer, run_consumer
-from questlog.services.pulling import Pull, PullRefused
-from questlog.services.settings import Settings
+from questlog.services.runtime.consumer import ConsumerSpec, ensure_consumer, run_consumer
+from questlog.services.runtime.pulling import Pull, PullRefused
+from questlog.services.runtime.settings import Settings
 
 
 STREAM = "CONSUMERTEST"  # its own stream: the session's services never see these bodies
@@ -91,7 +91,7 @@ async def test_poison_message_goes_to_dead_letter_stream(nc: NATS, settings: Set
     await publish(nc, f"ctest.{p}.poison", 1)
     spec = spec_for(settings, [f"ctest.{p}.>"], max_deliver=3)
     js = nc.jetstream()
-    dl = await js.pull_subscribe(f"deadletter.{spec.durable}", stream=settings.dead_letter_stream)
+    dl = await js.pull_subscribe(f"deadletter.{spec.durable}", stream=settings.streams.dead_letters)
     attempts = 0
     stop = asyncio.Event()
 
@@ -152,7 +152,7 @@ async def test_a_service_durable_takes_the_deployment_ack_wait(nc: NATS, setting
     await ensure_consumer(nc.jetstream(), spec)
     info = await nc.jetstream().consumer_info(test_stream, durable)
     assert info.config.ack_wait == 7.0
-    assert ConsumerSpec.of_service(tuned, "x", ["y"]).stream == settings.events_stream
+    assert ConsumerSpec.of_service(tuned, "x", ["y"]).stream == settings.streams.events
 
 
 async def test_a_caught_up_consumer_takes_a_new_message_at_once_not_when_a_batch_fills(

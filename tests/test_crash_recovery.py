@@ -16,7 +16,7 @@ import pytest
 
 from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
-from questlog.services.command_client import Actor, CommandClient
+from questlog.services.contract.command_client import Actor, CommandClient
 
 from .processes import ServiceProcess
 from .stacks import commands_ready, private_stack
@@ -71,7 +71,7 @@ async def test_kill_9_processors_and_rewards_loses_nothing_and_grants_once(tmp_p
             kills += 1
             await victim.start()
         await asyncio.wait_for(all_done.wait(), 60)
-        store = EventStore(nc, settings)
+        store = EventStore(nc, settings.streams.events)
         for p in players:
             check_log(p, await store.read(p))
         for w in [commands, *workers]:
@@ -98,7 +98,7 @@ async def run_scenario(tmp: Path, player_id: str, outage_s: float) -> list[Recor
         if outage_s:
             await asyncio.sleep(outage_s)  # the outage itself: every step falls due while nobody runs them
             await processor.start()
-        store = EventStore(nc, settings)
+        store = EventStore(nc, settings.streams.events)
         events = await until(nc, store, player_id, queue_idle, timeout=60)
         for proc in (commands, reward, processor):
             await proc.stop()

@@ -16,8 +16,8 @@ from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
 from questlog.services.warm_cache import WarmCache, keep_warm
 from questlog.services.decision_loop import DecisionLoop
-from questlog.services.settings import Settings
-from questlog.services.wiring import flushed
+from questlog.services.runtime.settings import Settings
+from questlog.services.runtime.connections import flushed
 
 from .direct_gets import watched
 
@@ -153,7 +153,7 @@ async def test_the_warm_cache_folds_whole_appends_only(nc: NATS, settings: Setti
             n = 1 if c.startswith("s") else 3
             recs = await store.append(player_id, [paused(f"{c}-{i}") for i in range(n)], expected=at, command_id=c)
             at = Position(recs[-1].version, recs[-1].seq)
-        sub = await nc.jetstream().pull_subscribe(player_events(player_id), stream=settings.events_stream)
+        sub = await nc.jetstream().pull_subscribe(player_events(player_id), stream=settings.streams.events)
         stored = await sub.fetch(8, timeout=5)
         await sub.unsubscribe()
         live = [

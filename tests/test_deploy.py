@@ -21,10 +21,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from questlog.services.embedded import find_nats_server
-from questlog.services.roster import services
-from questlog.services.settings import _ENV, load_settings
-from questlog.services.telemetry import setup_telemetry
+from questlog.services.runtime.embedded import find_nats_server
+from questlog.services.cli.roster import services
+from questlog.services.runtime.settings import _ENV, load_settings
+from questlog.services.runtime.telemetry import setup_telemetry
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -9,7 +9,7 @@ import msgspec
 
 from questlog.events.registry import default_registry
 from questlog.events.subjects import live_player_events, player_events
-from questlog.services.command_client import subject_for
+from questlog.services.contract.command_client import subject_for
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

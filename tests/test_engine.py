@@ -11,9 +11,9 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from questlog.events.store import EventStore
-from questlog.services.settings import Settings
+from questlog.services.runtime.settings import Settings
 
-from questlog.services.command_client import Actor, CommandClient
+from questlog.services.contract.command_client import Actor, CommandClient
 from questlog.services.timers import Timer, timer_decoder
 
 from .stacks import in_process, private_stack
@@ -22,7 +22,7 @@ from .watch import queue_idle, types, until
 
 @pytest.fixture
 def store(nc: NATS, settings: Settings) -> EventStore:
-    return EventStore(nc, settings)
+    return EventStore(nc, settings.streams.events)
 
 
 async def test_a_harvest_runs_to_completion_with_one_reward_per_step(
@@ -79,7 +79,7 @@ async def test_pause_then_resume_moves_the_step_and_the_task_still_completes(tmp
     player_id = "pauser"
     async with private_stack(tmp_path, time_scale="0.1") as (settings, nc, _env):
         async with in_process(settings, ("commands", "processor", "reward")):
-            store = EventStore(nc, settings)
+            store = EventStore(nc, settings.streams.events)
             client = CommandClient(nc)
             me = Actor(player_id)
             scheduled = asyncio.Event()

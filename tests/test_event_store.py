@@ -24,8 +24,8 @@ from questlog.events.schema import (
 )
 from questlog.events.store import APPEND_END, EventStore, Position, ends_its_append
 from questlog.events.subjects import event_subject, player_events
-from questlog.services.settings import Settings
-from questlog.services.wiring import flushed
+from questlog.services.runtime.settings import Settings
+from questlog.services.runtime.connections import flushed
 
 from .direct_gets import DirectGets, watched
 from .stacks import private_stack
@@ -39,7 +39,7 @@ def paused(reason: str) -> NewEvent:
 
 @pytest.fixture
 def store(nc: NATS, settings: Settings) -> EventStore:
-    return EventStore(nc, settings)
+    return EventStore(nc, settings.streams.events)
 
 
 async def test_append_and_read_back_in_order(store: EventStore, player_id: str) -> None:
@@ -151,7 +151,7 @@ async def test_old_schema_event_is_upcast_on_read(tmp_path: Path, player_id: str
     }
     async with private_stack(tmp_path) as (settings, nc, _env):
         await nc.jetstream().publish(event_subject(player_id, "queue.paused"), msgspec.json.encode(v1))
-        (event,) = await EventStore(nc, settings, registry).read(player_id)
+        (event,) = await EventStore(nc, settings.streams.events, registry).read(player_id)
     assert event.event == QueuePausedV2(reason="old", by="player", severity="info")
     assert event.version == 1
 
@@ -170,7 +170,7 @@ async def test_unknown_event_type_raises_named_error(tmp_path: Path, player_id: 
     async with private_stack(tmp_path) as (settings, nc, _env):
         await nc.jetstream().publish(event_subject(player_id, "dragon.befriended"), body)
         with pytest.raises(UnknownEventType) as info:
-            await EventStore(nc, settings).read(player_id)
+            await EventStore(nc, settings.streams.events).read(player_id)
     assert info.value.event_type == "dragon.befriended"
 
 
@@ -291,7 +291,7 @@ async def test_reading_far_back_or_without_pointers_scans_and_is_still_exact(
     js = nc.jetstream()
     for v in range(1, 6):
         rec = Recorded(player_id=old, version=v, occurred_at=NOW, event=QueuePaused(reason=str(v)), command_id=f"c{v}")
-        await js.publish(event_subject(old, rec.type), codec.encode(rec), stream=settings.events_stream)
+        await js.publish(event_subject(old, rec.type), codec.encode(rec), stream=settings.streams.events)
     async with watched(settings) as (store, gets):
         await gets.start()
         assert [e.version for e in await store.read(old, from_version=2)] == [2, 3, 4, 5]
@@ -308,7 +308,7 @@ async def test_concurrent_resumes_share_one_stream_info_for_the_epoch(nc: NATS, 
             if (msg.reply or "").startswith(gets._prefix):
                 asked.append(msg.data)
 
-        sub = await nc.subscribe(f"$JS.API.STREAM.INFO.{settings.events_stream}", cb=seen)
+        sub = await nc.subscribe(f"$JS.API.STREAM.INFO.{settings.streams.events}", cb=seen)
         await flushed(nc)
         epochs = await asyncio.gather(*(store.epoch() for _ in range(200)))
         await nc.flush()
@@ -322,7 +322,7 @@ async def test_pointers_that_are_malformed_or_lead_elsewhere_fall_back_to_the_sc
 ) -> None:
     """Messages written by something else than the store: the walk gives up, the read stays exact."""
     js = nc.jetstream()
-    (decoy,) = await EventStore(nc, settings).append(
+    (decoy,) = await EventStore(nc, settings.streams.events).append(
         player_id + "-z", [paused("decoy")], expected=Position(), command_id="d"
     )
     cases = {player_id + "-nan": "x", player_id + "-foreign": str(decoy.seq)}  # the last event's pointer
@@ -330,10 +330,10 @@ async def test_pointers_that_are_malformed_or_lead_elsewhere_fall_back_to_the_sc
         for v, prev in ((1, "0"), (2, pointer)):
             rec = Recorded(player_id=player, version=v, occurred_at=NOW, event=paused(str(v)).event, command_id=f"c{v}")
             await js.publish(
-                event_subject(player, rec.type), codec.encode(rec), stream=settings.events_stream,
+                event_subject(player, rec.type), codec.encode(rec), stream=settings.streams.events,
                 headers={"Questlog-Prev-Seq": prev},
             )
-    store = EventStore(nc, settings)
+    store = EventStore(nc, settings.streams.events)
     for player in cases:
         assert [e.version for e in await store.read(player, from_version=1)] == [1, 2]
         tail = await store.since(player, 0, limit=10)
@@ -346,7 +346,7 @@ async def test_the_last_event_of_each_append_is_told_apart(
     """What the processor and the projector use to act only on states the log rests at."""
     (one,) = await store.append(player_id, [paused("alone")], expected=Position(), command_id="c1")
     await store.append(player_id, [paused(f"b{i}") for i in range(3)], expected=Position(1, one.seq), command_id="c2")
-    sub = await nc.jetstream().pull_subscribe(player_events(player_id), stream=settings.events_stream)
+    sub = await nc.jetstream().pull_subscribe(player_events(player_id), stream=settings.streams.events)
     msgs = await sub.fetch(4, timeout=5)
     await sub.unsubscribe()
     assert [ends_its_append(m.headers or {}) for m in msgs] == [True, False, False, True]

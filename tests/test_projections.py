@@ -14,8 +14,8 @@ from nats.aio.client import Client as NATS
 from questlog.events.store import EventStore
 from questlog.projections.read_models import NAMES, ReadModels
 from questlog.projections.rebuild import rebuild, rebuild_player
-from questlog.services.command_client import Actor, CommandClient
-from questlog.services.settings import Settings
+from questlog.services.contract.command_client import Actor, CommandClient
+from questlog.services.runtime.settings import Settings
 
 from .processes import ServiceProcess
 from .stacks import drained, in_process, private_stack
@@ -69,7 +69,7 @@ async def test_flushall_and_rebuild_is_byte_identical_to_live(tmp_path: Path) ->
             assert stats["completed:harvesting"] == len(players)
 
             await wiring.redis.flushall()
-            store = EventStore(nc, settings)
+            store = EventStore(nc, settings.streams.events)
             report = await rebuild(store, read_models)
             assert report.players == len(players)
             first = await dump_all(read_models)
@@ -94,7 +94,7 @@ async def test_killing_the_projector_mid_stream_converges(tmp_path: Path) -> Non
             await projector.stop()
             read_models = ReadModels(wiring.redis)
             after_crashes = await dump_all(read_models)
-            await rebuild(EventStore(nc, settings), read_models)
+            await rebuild(EventStore(nc, settings.streams.events), read_models)
             assert await dump_all(read_models) == after_crashes
 
 
@@ -109,7 +109,7 @@ async def test_one_player_rebuild_and_queries_served_from_read_models(tmp_path: 
             assert queue == await read_models.queue("solo")
             before = await dump_all(read_models)
             await wiring.redis.delete("ql:profile:a:p:solo")
-            await rebuild_player(EventStore(nc, settings), read_models, "solo")
+            await rebuild_player(EventStore(nc, settings.streams.events), read_models, "solo")
             assert await dump_all(read_models) == before
 
 

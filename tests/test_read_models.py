@@ -4,7 +4,7 @@ only for states the log rests at."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -22,7 +22,7 @@ from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
 from questlog.services.projector import Projector
-from questlog.services.settings import Settings
+from questlog.services.runtime.settings import Settings
 
 from .rules import T0, World
 from .servers import local_redis
@@ -33,9 +33,9 @@ class CountedReadModels(ReadModels):
         super().__init__(redis)
         self.batches: list[int] = []
 
-    async def _project_batch(self, states: list[PlayerState]) -> list[int]:
+    async def project(self, states: Sequence[PlayerState]) -> list[int]:
         self.batches.append(len(states))
-        return await super()._project_batch(states)
+        return await super().project(states)
 
 
 @pytest_asyncio.fixture
@@ -52,10 +52,11 @@ def created(player_id: str, xp: int = 0) -> PlayerState:
     return world.state
 
 
-async def test_states_projected_in_one_turn_go_in_one_script_run(redis: aioredis.Redis) -> None:
+async def test_states_projected_in_one_turn_go_in_one_script_run(nc: NATS, redis: aioredis.Redis) -> None:
     read_models = CountedReadModels(redis)
+    projector = Projector(PlayerRepository(EventStore(nc)), read_models)
     states = [created(f"p{i}", xp=i) for i in range(20)]
-    applied = await asyncio.gather(*(read_models.project(s) for s in states))
+    applied = await asyncio.gather(*(projector.write(s) for s in states))
     assert read_models.batches == [20]
     assert applied == [4] * 20, "queue, profile, leaderboard and stats, each once"
     assert await read_models.leaderboard("woodcutting", top=2) == [("p19", 19), ("p18", 18)]
@@ -68,11 +69,11 @@ async def test_projecting_writes_the_building_namespace_too_and_never_goes_backw
     await redis.set("ql:queue:building", "b")  # a rebuild of the queue projection is filling namespace b
     newer = created("p1", xp=5)
     older = msgspec.structs.replace(newer, last_seq=newer.last_seq - 1)
-    assert await read_models.project(newer) == 5
+    assert await read_models.project([newer]) == [5]
     assert await redis.get("ql:queue:a:p:p1") == await redis.get("ql:queue:b:p:p1") is not None
-    assert await read_models.project(older) == 0, "an older state changes nothing"
+    assert await read_models.project([older]) == [0], "an older state changes nothing"
     await redis.delete("ql:queue:building")
-    assert await read_models.project(msgspec.structs.replace(newer, last_seq=newer.last_seq + 1)) == 4
+    assert await read_models.project([msgspec.structs.replace(newer, last_seq=newer.last_seq + 1)]) == [4]
     assert await read_models.apply(newer, ["queue:b"]) == 0, "named targets: the same sequence check"
 
 
@@ -99,12 +100,12 @@ async def test_the_projector_writes_the_states_the_log_rests_at(
     nc: NATS, settings: Settings, redis: aioredis.Redis, player_id: str
 ) -> None:
     """Middle of an append: folded, not written. Its last event: written. A redelivery behind the cache: nothing."""
-    store = EventStore(nc, settings)
+    store = EventStore(nc, settings.streams.events)
     created_at = NewEvent(PlayerCreated(skills={"woodcutting": 0}), T0)
     (first,) = await store.append(player_id, [created_at], expected=Position(), command_id="c1")
     paused = [NewEvent(QueuePaused(reason=f"r{i}"), T0) for i in range(3)]
     await store.append(player_id, paused, expected=Position(1, first.seq), command_id="c2")
-    sub = await nc.jetstream().pull_subscribe(player_events(player_id), stream=settings.events_stream)
+    sub = await nc.jetstream().pull_subscribe(player_events(player_id), stream=settings.streams.events)
     e1, e2, e3, e4 = await sub.fetch(4, timeout=5)
     await sub.unsubscribe()
     read_models = CountedReadModels(redis)

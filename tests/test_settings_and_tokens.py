@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from questlog.gateway.auth import AuthError, TokenVerifier, issue_token
-from questlog.services.settings import SettingsError, load_settings
+from questlog.services.runtime.settings import SettingsError, load_settings
 
 
 def test_defaults_and_environment() -> None:

@@ -16,7 +16,7 @@ from questlog.projections.player import evolve, initial_state
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.snapshots import SnapshotStore
 from questlog.projections.state import STATE_SCHEMA, PlayerState
-from questlog.services.settings import Settings, load_settings
+from questlog.services.runtime.settings import Settings, load_settings
 
 from .servers import local_nats
 from .stacks import drained
@@ -25,7 +25,7 @@ from .watch import queue_idle, until
 
 @pytest.fixture
 def store(nc: NATS, settings: Settings) -> EventStore:
-    return EventStore(nc, settings)
+    return EventStore(nc, settings.streams.events)
 
 
 async def scratch(store: EventStore, player_id: str) -> PlayerState:
@@ -41,7 +41,7 @@ async def test_snapshotter_writes_every_n_and_loading_from_it_equals_a_full_fold
     await call("queue.enqueue", player_id, activity="harvesting", target="oak_log", quantity=30)
     events = await until(nc, store, player_id, lambda ev: len(ev) > settings.snapshot_every + 5 and queue_idle(ev), 60)
     await drained(nc, settings, "snapshotter")
-    kv = await nc.jetstream().key_value(settings.snapshots_bucket)
+    kv = await nc.jetstream().key_value(settings.streams.snapshots)
     snap = await SnapshotStore(kv, PlayerState, STATE_SCHEMA).get(player_id)
     assert snap is not None, f"the snapshotter should have written one after {settings.snapshot_every} events"
     assert snap.version % settings.snapshot_every == 0
@@ -57,7 +57,7 @@ async def test_a_bad_snapshot_falls_back_to_the_events(
 ) -> None:
     await call("queue.pause", player_id)
     await call("queue.resume", player_id)
-    kv = await nc.jetstream().key_value(settings.snapshots_bucket)
+    kv = await nc.jetstream().key_value(settings.streams.snapshots)
     truth = await scratch(store, player_id)
     if damage == "corrupt":
         await kv.put(player_id, b'{"schema": 1, "state": {"player_id": 42')
@@ -76,13 +76,13 @@ async def test_a_bucket_made_before_direct_gets_gets_them_switched_on(tmp_path: 
         nc = await nats.connect(server.url)
         try:
             js = nc.jetstream()
-            old = await js.create_key_value(KeyValueConfig(bucket=settings.snapshots_bucket, history=1))
+            old = await js.create_key_value(KeyValueConfig(bucket=settings.streams.snapshots, history=1))
             await old.put("p-1", b"kept")
-            assert not (await js.stream_info(f"KV_{settings.snapshots_bucket}")).config.allow_direct
-            await ensure_streams(js, settings)
-            await ensure_streams(js, settings)  # and again: nothing left to change
-            assert (await js.stream_info(f"KV_{settings.snapshots_bucket}")).config.allow_direct
-            kv = await js.key_value(settings.snapshots_bucket)
+            assert not (await js.stream_info(f"KV_{settings.streams.snapshots}")).config.allow_direct
+            await ensure_streams(js, settings.streams, settings.replicas)
+            await ensure_streams(js, settings.streams, settings.replicas)  # and again: nothing left to change
+            assert (await js.stream_info(f"KV_{settings.streams.snapshots}")).config.allow_direct
+            kv = await js.key_value(settings.streams.snapshots)
             assert (await kv.get("p-1")).value == b"kept"
         finally:
             await nc.close()

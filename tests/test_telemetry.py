@@ -32,10 +32,10 @@ from questlog.events.errors import ConcurrencyConflict
 from questlog.events.schema import NewEvent, QueuePaused, QueueResumed
 from questlog.events.store import EventStore, Position
 from questlog.events.subjects import player_events
-from questlog.services.consumer import ConsumerSpec, run_consumer
-from questlog.services.embedded import free_port
-from questlog.services.settings import Settings
-from questlog.services.telemetry import Telemetry, serve_metrics, setup_telemetry
+from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
+from questlog.services.runtime.embedded import free_port
+from questlog.services.runtime.settings import Settings
+from questlog.services.runtime.telemetry import Telemetry, serve_metrics, setup_telemetry
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -55,7 +55,7 @@ def sample(telemetry: Telemetry, name: str, **labels: str) -> float | None:
 
 async def test_appends_show_in_prometheus_text_by_type_and_outcome(nc: NATS, settings: Settings, player_id: str) -> None:
     t = private()
-    store = EventStore(nc, settings, metrics=t.metrics)
+    store = EventStore(nc, settings.streams.events, metrics=t.metrics)
     first = await store.append(player_id, [NewEvent(QueuePaused(reason="a"), NOW)], expected=Position(), command_id="c1")
     at = Position(first[-1].version, first[-1].seq)
     await store.append(
@@ -98,14 +98,14 @@ def test_append_latency_buckets_count_each_append_once_at_its_bound() -> None:
 
 async def test_consumer_counts_outcomes_and_reports_lag(nc: NATS, settings: Settings, player_id: str) -> None:
     t = private()
-    store = EventStore(nc, settings, metrics=t.metrics)
+    store = EventStore(nc, settings.streams.events, metrics=t.metrics)
     pos = Position()
     for i in range(5):
         (rec,) = await store.append(player_id, [NewEvent(QueuePaused(reason=str(i)), NOW)], expected=pos, command_id=f"c{i}")
         pos = Position(rec.version, rec.seq)
     spec = ConsumerSpec(
         durable=f"test-metrics-{uuid.uuid4().hex[:8]}",
-        stream=settings.events_stream,
+        stream=settings.streams.events,
         filter_subjects=[player_events(player_id)],
         backoff_s=(0.01,),
         max_deliver=2,
@@ -238,13 +238,13 @@ async def test_spans_are_exported_over_otlp_http(otlp_receiver) -> None:
 async def test_append_carries_the_callers_trace_in_the_stored_headers(
     nc: NATS, settings: Settings, player_id: str, spans: InMemorySpanExporter
 ) -> None:
-    store = EventStore(nc, settings, metrics=private().metrics)
+    store = EventStore(nc, settings.streams.events, metrics=private().metrics)
     with trace.get_tracer("test").start_as_current_span("request") as parent:
         (rec,) = await store.append(
             player_id, [NewEvent(QueuePaused(reason="t"), NOW)], expected=Position(), command_id="c1"
         )
     trace_id = format(parent.get_span_context().trace_id, "032x")
-    stored = await nc.jetstream().get_msg(settings.events_stream, rec.seq, direct=True)
+    stored = await nc.jetstream().get_msg(settings.streams.events, rec.seq, direct=True)
     assert stored.headers is not None
     version, header_trace, header_span, _flags = stored.headers["traceparent"].split("-")
     assert header_trace == trace_id
@@ -265,8 +265,8 @@ async def test_questlog_run_serves_metrics_of_real_work(tmp_path, stack) -> None
 
     import nats
 
-    from questlog.services.command_client import Actor, CommandClient
-    from questlog.services.embedded import nats_server
+    from questlog.services.contract.command_client import Actor, CommandClient
+    from questlog.services.runtime.embedded import nats_server
 
     server = await nats_server(free_port(), tmp_path / "nats").start()
     metrics_port = free_port()
@@ -312,7 +312,7 @@ async def test_a_consumer_handles_each_event_inside_the_trace_that_appended_it(
 ) -> None:
     """So a service's own append (processor, reward) continues the command's trace."""
     t = private()
-    store = EventStore(nc, settings, metrics=t.metrics)
+    store = EventStore(nc, settings.streams.events, metrics=t.metrics)
     with trace.get_tracer("test").start_as_current_span("request") as parent:
         await store.append(player_id, [NewEvent(QueuePaused(reason="t"), NOW)], expected=Position(), command_id="c1")
     seen: list[int] = []
@@ -323,7 +323,7 @@ async def test_a_consumer_handles_each_event_inside_the_trace_that_appended_it(
         handled.set()
 
     spec = ConsumerSpec(
-        durable=f"test-trace-{uuid.uuid4().hex[:8]}", stream=settings.events_stream, filter_subjects=[player_events(player_id)]
+        durable=f"test-trace-{uuid.uuid4().hex[:8]}", stream=settings.streams.events, filter_subjects=[player_events(player_id)]
     )
     stop = asyncio.Event()
     task = asyncio.create_task(run_consumer(nc, spec, handler, stop, wait_s=0.2, metrics=t.metrics))
@@ -334,10 +334,10 @@ async def test_a_consumer_handles_each_event_inside_the_trace_that_appended_it(
 
 
 async def test_commands_count_by_method_and_outcome_with_latency(tmp_path) -> None:
-    from questlog.services.command_client import Actor, CommandClient
+    from questlog.services.contract.command_client import Actor, CommandClient
     from questlog.services.commands import serve_commands
-    from questlog.services.protocol import RpcError
-    from questlog.services.wiring import connect
+    from questlog.services.contract.protocol import RpcError
+    from questlog.services.runtime.connections import connect
 
     from .stacks import commands_ready, private_stack
 
@@ -366,8 +366,8 @@ def test_counts_made_before_telemetry_is_set_up_are_not_lost() -> None:
     """
     script = textwrap.dedent(
         """
-        from questlog.services.metrics import QuestlogMetrics
-        from questlog.services.telemetry import setup_telemetry
+        from questlog.services.runtime.metrics import QuestlogMetrics
+        from questlog.services.runtime.telemetry import setup_telemetry
         early = QuestlogMetrics.from_global()
         early.message_taken("c", "handled")
         t = setup_telemetry("questlog-test", environ={})

@@ -11,9 +11,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
 
-from questlog.services.settings import Settings
+from questlog.services.runtime.settings import Settings
 from questlog.services.timers import Timer, TimerScheduler, due_subject, schedule_expression, timer_decoder
-from questlog.services.wiring import flushed
+from questlog.services.runtime.connections import flushed
 
 
 def test_schedule_expression_is_rfc3339_utc_with_millis() -> None:
@@ -29,7 +29,7 @@ async def test_timers_fire_in_due_order_and_rescheduling_is_idempotent(
     now = datetime.now(UTC)
     past = Timer(player_id=player_id, task_id="t-1", attempt=1, kind="step", step=1, due_at=now - timedelta(hours=3))
     soon = Timer(player_id=player_id, task_id="t-1", attempt=1, kind="step", step=2, due_at=now + timedelta(seconds=0.5))
-    sub = await js.pull_subscribe(due_subject(player_id), durable=f"t-{player_id}", stream=settings.timers_stream)
+    sub = await js.pull_subscribe(due_subject(player_id), durable=f"t-{player_id}", stream=settings.streams.timers)
     provider = TracerProvider()
     with provider.get_tracer("test").start_as_current_span("scheduling") as span:
         await scheduler.schedule(soon)

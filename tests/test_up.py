@@ -13,7 +13,7 @@ import aiohttp
 import jwt
 import pytest
 
-from questlog.services.embedded import free_port
+from questlog.services.runtime.embedded import free_port
 
 QUESTLOG = str(Path(sys.executable).parent / "questlog")
 
@@ -142,7 +142,7 @@ async def test_bad_setting_is_refused_with_its_name(tmp_path: Path) -> None:
 def test_a_service_process_collects_garbage_in_fewer_larger_passes() -> None:
     """`questlog run` and `questlog up` call tune_gc once started; a fresh interpreter shows what it sets."""
     probe = (
-        "import gc; from questlog.services.stack import GC_THRESHOLDS, tune_gc; tune_gc(); "
+        "import gc; from questlog.services.cli.stack import GC_THRESHOLDS, tune_gc; tune_gc(); "
         "print(gc.get_threshold() == GC_THRESHOLDS, gc.get_threshold()[0] >= 10_000, gc.get_freeze_count() > 1000)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout

@@ -119,7 +119,7 @@ async def raw_writer(nc: NATS, player_id: str, body: bytes, seq: list[int], unti
 
 
 async def run_append(result: BenchResult, console: Console, *, players: int, round_s: float, rounds: int = 2) -> None:
-    from questlog.services.telemetry import setup_telemetry
+    from questlog.services.runtime.telemetry import setup_telemetry
 
     telemetry = setup_telemetry("questlog-bench")
     run = uuid.uuid4().hex[:6]
@@ -128,7 +128,7 @@ async def run_append(result: BenchResult, console: Console, *, players: int, rou
         async with BenchStack(()) as stack:
             assert stack.nc is not None
             nc = stack.nc
-            store = EventStore(nc, stack.settings)
+            store = EventStore(nc, stack.settings.streams.events, metrics=telemetry.metrics)
             raw_ids = [f"ar-{run}-{i}" for i in range(players)]
             store_ids = [f"as-{run}-{i}" for i in range(players)]
             sample = Recorded(player_id=raw_ids[0], version=1, occurred_at=datetime.now(UTC),

@@ -115,7 +115,7 @@ async def run_chaos(
     rng = random.Random(seed)
     async with BenchStack(SERVICES, gateway=True, instances=INSTANCES) as stack:
         assert stack.nc is not None
-        store = EventStore(stack.nc, stack.settings)
+        store = EventStore(stack.nc, stack.settings.streams.events)
         with Dashboard(console, "chaos") as dash:
             dash.stats["stack"] = "2× commands, 2× processor, 2× reward, projector, snapshotter, presence, notifier, gateway"
             group = new_players(stack, players, tally, run)

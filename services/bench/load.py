@@ -293,7 +293,7 @@ async def _epoch(stack: BenchStack) -> str:
     from questlog.events.store import EventStore
 
     assert stack.nc is not None
-    return await EventStore(stack.nc, stack.settings).epoch()
+    return await EventStore(stack.nc, stack.settings.streams.events).epoch()
 
 
 def _contiguous(versions: list[int]) -> bool:

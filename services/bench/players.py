@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Any
 
 from questlog.gateway.client import ConnectionLost, QuestlogClient
-from questlog.services.protocol import RpcError
+from questlog.services.contract.protocol import RpcError
 
 from .stats import Latencies
 

@@ -132,7 +132,7 @@ async def run_rebuild(result: BenchResult, console: Console, *, players: int, ev
     start = datetime(2026, 1, 1, tzinfo=UTC)
     async with BenchStack(()) as stack:
         assert stack.nc is not None
-        store = EventStore(stack.nc, stack.settings)
+        store = EventStore(stack.nc, stack.settings.streams.events)
         redis = aioredis.from_url(stack.settings.redis_url or "")
         try:
             with Dashboard(console, "rebuild") as dash:
@@ -152,7 +152,7 @@ async def run_rebuild(result: BenchResult, console: Console, *, players: int, ev
                 cpu = CpuWindow(stack.pids())
                 cpu.start()
                 task = dash.phase("raw ordered-consumer read", 1)
-                raws.append(await raw_read(stack.nc, stack.settings.events_stream))
+                raws.append(await raw_read(stack.nc, stack.settings.streams.events))
                 dash.finish(task)
                 dash.stats["raw read"] = f"{raws[0][0] / raws[0][1]:.0f} events/s"
                 task = dash.phase("projection rebuild", in_log)
@@ -162,7 +162,7 @@ async def run_rebuild(result: BenchResult, console: Console, *, players: int, ev
                 dash.finish(task)
                 dash.stats["rebuild"] = f"{report.events / rebuild_s:.0f} events/s"
                 task = dash.phase("raw ordered-consumer read, again", 1)
-                raws.append(await raw_read(stack.nc, stack.settings.events_stream))
+                raws.append(await raw_read(stack.nc, stack.settings.streams.events))
                 dash.finish(task)
                 usage = cpu.stop()
         finally:

@@ -23,7 +23,7 @@ import msgspec
 from rich.console import Console
 
 from questlog.gateway.auth import issue_token
-from questlog.services.command_client import Actor, CommandClient
+from questlog.services.contract.command_client import Actor, CommandClient
 
 from .display import Dashboard
 from .procfs import CpuUse, CpuWindow

@@ -1,6 +1,6 @@
 """`questlog bench <scenario>`: the arguments, and running one scenario to its result file.
 
-Kept free of heavy imports: `services/cli.py` builds the parser from here on
+Kept free of heavy imports: `services/cli/main.py` builds the parser from here on
 every start, and a scenario's module is imported only when it runs.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from questlog.services.settings import Settings
+from questlog.services.runtime.settings import Settings
 
 SCENARIOS = ("append", "load", "reconnect-storm", "rebuild", "chaos")
 

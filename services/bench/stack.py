@@ -28,8 +28,8 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from questlog.events.streams import ensure_streams
-from questlog.services.embedded import ServerProcess, free_port, nats_server, redis_server
-from questlog.services.settings import Settings, load_settings
+from questlog.services.runtime.embedded import ServerProcess, free_port, nats_server, redis_server
+from questlog.services.runtime.settings import Settings, load_settings
 
 QUESTLOG = str(Path(sys.executable).parent / "questlog")
 
@@ -177,7 +177,7 @@ class BenchStack:
             data_dir=str(self.dir / "data"),
         )
         self.nc = await nats.connect(nats_url, name="questlog-bench", max_reconnect_attempts=-1)
-        await ensure_streams(self.nc.jetstream(), self.settings)
+        await ensure_streams(self.nc.jetstream(), self.settings.streams, self.settings.replicas)
         for service in self.wanted:
             for i in range(self.instances.get(service, 1)):
                 proc = ServiceProcess(service, self.env(), self.dir, i)
@@ -274,7 +274,7 @@ class BenchStack:
         if durable is None:
             return True
         try:
-            await self.nc.jetstream().consumer_info(self.settings.events_stream, durable)
+            await self.nc.jetstream().consumer_info(self.settings.streams.events, durable)
             return True
         except NotFoundError:
             return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from questlog.gateway.client import QuestlogClient
-from questlog.services.protocol import RpcError
+from questlog.services.contract.protocol import RpcError
 
 from ..watch import until
 

@@ -12,7 +12,7 @@ import pytest
 
 from questlog.events.schema import NewEvent, QueuePaused
 from questlog.gateway.client import QuestlogClient
-from questlog.services.embedded import free_port
+from questlog.services.runtime.embedded import free_port
 from questlog.services.presence import changed_subject, run_sweeper
 
 from ..processes import ServiceProcess, http_ready, service_env

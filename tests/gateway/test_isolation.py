@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from questlog.gateway.auth import AuthError, TokenVerifier
-from questlog.services import protocol
-from questlog.services.protocol import METHODS
+from questlog.services.contract import protocol
+from questlog.services.contract.protocol import METHODS
 
 from .test_jsonrpc import authed
 

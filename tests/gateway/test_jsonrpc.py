@@ -8,8 +8,8 @@ import aiohttp
 import msgspec
 
 from questlog.gateway.openrpc import openrpc_document
-from questlog.services import protocol
-from questlog.services.protocol import METHODS
+from questlog.services.contract import protocol
+from questlog.services.contract.protocol import METHODS
 
 
 async def authed(open_socket, token, player_id):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import aiohttp
 
 from questlog.events.schema import NewEvent, QueuePaused
-from questlog.services import protocol
+from questlog.services.contract import protocol
 
 from .conftest import RawSocket, start_gateway
 
@@ -126,7 +126,7 @@ async def test_concurrent_takes_share_one_script_run_and_grant_exactly_the_burst
 async def test_two_gateways_share_one_port_with_reuse_port(gateway_wiring) -> None:
     """QUESTLOG_REUSE_PORT: one process per core on one port; without it a second one cannot bind."""
     from questlog.gateway.app import serve
-    from questlog.services.settings import RealtimeSettings
+    from questlog.services.runtime.settings import RealtimeSettings
 
     first = await start_gateway(gateway_wiring, reuse_port=True)
     port = int(first.base.rsplit(":", 1)[1])

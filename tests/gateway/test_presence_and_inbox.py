@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from questlog.events.schema import NewEvent, QueuePaused, QueueResumed
-from questlog.services.settings import RealtimeSettings
-from questlog.services.wiring import flushed
+from questlog.services.runtime.settings import RealtimeSettings
+from questlog.services.runtime.connections import flushed
 from questlog.services.notifier import serve_notifier
 from questlog.services.presence import PlayerLocks, PresenceLeases, PresenceStore, changed_subject, run_sweeper
 
@@ -153,7 +153,7 @@ async def test_offline_players_get_an_inbox_and_webhooks_with_retries(
         assert calls[-1]["notification"]["version"] == 2
 
         async def online_event_handled() -> bool:
-            info = await gateway_wiring.js.consumer_info(gateway_wiring.settings.events_stream, durable)
+            info = await gateway_wiring.js.consumer_info(gateway_wiring.settings.streams.events, durable)
             return info.ack_floor.stream_seq >= mine[0].seq
 
         await eventually(online_event_handled, 30)
@@ -170,7 +170,7 @@ async def test_offline_players_get_an_inbox_and_webhooks_with_retries(
     finally:
         stop.set()
         await asyncio.wait_for(notifier, 10)
-        await gateway_wiring.js.delete_consumer(gateway_wiring.settings.events_stream, durable)
+        await gateway_wiring.js.delete_consumer(gateway_wiring.settings.streams.events, durable)
         await runner.cleanup()
 
 

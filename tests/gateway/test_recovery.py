@@ -12,7 +12,7 @@ import pytest
 from questlog.events.schema import NewEvent, QueuePaused, Recorded
 from questlog.events.store import EventStore
 from questlog.gateway.live import LiveFeed
-from questlog.services.wiring import Wiring
+from questlog.services.runtime.connections import Wiring
 
 from .conftest import start_gateway
 

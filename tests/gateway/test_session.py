@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from questlog.services import protocol
+from questlog.services.contract import protocol
 
 
 async def test_anything_before_hello_is_not_authenticated(open_socket) -> None:

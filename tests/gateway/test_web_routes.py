@@ -8,7 +8,7 @@ import aiohttp
 import msgspec
 
 from questlog.gateway.web import STATIC_DIR
-from questlog.services.wiring import Wiring
+from questlog.services.runtime.connections import Wiring
 
 from .conftest import start_gateway
 

@@ -21,10 +21,10 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
 
-from questlog.services.command_client import Actor, CommandClient
-from questlog.services.embedded import free_port
-from questlog.services.settings import Settings
-from questlog.services.wiring import Wiring
+from questlog.services.contract.command_client import Actor, CommandClient
+from questlog.services.runtime.embedded import free_port
+from questlog.services.runtime.settings import Settings
+from questlog.services.runtime.connections import Wiring
 
 from ..processes import ServiceProcess, http_ready
 from ..stacks import in_process, private_stack

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.async_api import expect
 
-from questlog.services.protocol import RpcError
+from questlog.services.contract.protocol import RpcError
 
 from .conftest import enqueue, log_in
 

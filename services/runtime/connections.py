@@ -16,6 +16,7 @@ from questlog.events.store import EventStore
 from questlog.projections.repository import PlayerRepository
 from questlog.events.streams import ensure_streams
 
+from .metrics import QuestlogMetrics
 from .settings import Settings
 
 log = logging.getLogger("questlog.wiring")
@@ -45,12 +46,12 @@ class Wiring:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.redis = redis
-        self.store = EventStore(nc, settings)
+        self.store = EventStore(nc, settings.streams.events, metrics=QuestlogMetrics.from_global())
         self._ready: dict[str, asyncio.Event] = {}
 
     async def players(self, *, cache_size: int = 10_000) -> PlayerRepository:
         """A repository loading player state from snapshots plus later events."""
-        kv = await self.js.key_value(self.settings.snapshots_bucket)
+        kv = await self.js.key_value(self.settings.streams.snapshots)
         return PlayerRepository.with_snapshots(self.store, kv, cache_size=cache_size)
 
     def ready(self, name: str) -> asyncio.Event:
@@ -95,7 +96,7 @@ async def connect(
     )
     try:
         if create_streams:
-            await ensure_streams(nc.jetstream(), settings)
+            await ensure_streams(nc.jetstream(), settings.streams, settings.replicas)
         yield Wiring(settings, nc, redis)
     finally:
         if not nc.is_closed:

@@ -68,7 +68,7 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
         """A service's durable: on the events stream unless `stream` says otherwise, with the deployment's ack wait."""
         return cls(
             durable=durable,
-            stream=stream or settings.events_stream,
+            stream=stream or settings.streams.events,
             filter_subjects=filter_subjects,
             ack_wait_s=settings.ack_wait_s,
         )

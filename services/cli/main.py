@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from .settings import Settings, SettingsError, load_settings
+from questlog.services.runtime.settings import Settings, SettingsError, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     ins = adm.add_parser("inspect", help="state, queue, pending timers and last events of a player")
     ins.add_argument("--player", required=True)
 
-    from .bench.runner import add_bench_parser
+    from questlog.services.bench.runner import add_bench_parser
 
     add_bench_parser(sub)
     return p
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from .logs import configure_logging
+    from questlog.services.runtime.logs import configure_logging
 
     if args.command == "token":
         from questlog.events.subjects import valid_player_id
@@ -88,7 +88,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     configure_logging(settings.log_level)
     if args.command in ("events", "state", "admin", "projections"):
-        from .operator_cli import run_operator_command
+        from .operator import run_operator_command
 
         return asyncio.run(run_operator_command(args, settings))
     if args.command == "up":
@@ -96,7 +96,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return asyncio.run(up(settings))
     if args.command == "bench":
-        from .bench.runner import run_bench
+        from questlog.services.bench.runner import run_bench
 
         return run_bench(args, settings)
     if args.command == "run":

@@ -14,7 +14,7 @@ from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
 from questlog.events.subjects import EVENTS_WILDCARD, player_events
 
-from .protocol import rfc3339
+from questlog.services.contract.protocol import rfc3339
 
 _encoder = msgspec.json.Encoder()
 

@@ -6,7 +6,7 @@ import asyncio
 import importlib
 from collections.abc import Awaitable, Callable
 
-from .wiring import Wiring
+from questlog.services.runtime.connections import Wiring
 
 # A service runs until `stop` is set, then drains and returns.
 ServiceMain = Callable[[Wiring, asyncio.Event], Awaitable[None]]

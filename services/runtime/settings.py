@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from questlog.events.streams import StreamNames
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value the settings cannot accept."""
@@ -78,24 +80,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return Path(self.data_dir)
 
     @property
-    def events_stream(self) -> str:
-        return f"{self.stream_prefix}EVENTS"
-
-    @property
-    def timers_stream(self) -> str:
-        return f"{self.stream_prefix}TIMERS"
-
-    @property
-    def dead_letter_stream(self) -> str:
-        return f"{self.stream_prefix}DEADLETTER"
-
-    @property
-    def audit_stream(self) -> str:
-        return f"{self.stream_prefix}AUDIT"
-
-    @property
-    def snapshots_bucket(self) -> str:
-        return f"{self.stream_prefix}snapshots"
+    def streams(self) -> StreamNames:
+        return StreamNames(self.stream_prefix)
 
     def with_jwt_secret(self) -> Settings:
         """The settings with a JWT secret: the configured one, else a dev secret kept on disk."""

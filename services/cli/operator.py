@@ -12,8 +12,8 @@ from questlog.events.subjects import valid_player_id
 from questlog.projections.repository import PlayerRepository
 
 from . import timeline
-from .settings import Settings
-from .wiring import UnreachableError, Wiring, connect
+from questlog.services.runtime.settings import Settings
+from questlog.services.runtime.connections import UnreachableError, Wiring, connect
 
 
 async def run_operator_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,9 +66,9 @@ async def _operate(args: argparse.Namespace, wiring: Wiring, player: str | None)
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(out)).decode() + "\n")
         return 0
     if args.command == "admin" and args.admin_command == "inspect":
-        from .commands import CommandHandler
-        from .rules.catalog import load_rules
-        from .rules.clock import SystemClock
+        from questlog.services.commands import CommandHandler
+        from questlog.services.rules.catalog import load_rules
+        from questlog.services.rules.clock import SystemClock
 
         handler = CommandHandler(wiring, load_rules(time_scale=settings.time_scale), SystemClock(), repo)
         state = await repo.load(player)
@@ -85,14 +85,14 @@ async def _projections(args: argparse.Namespace, wiring: Wiring) -> int:
     from questlog.projections.read_models import NAMES, ReadModels
     from questlog.projections.rebuild import rebuild, rebuild_player
 
-    from .projector import DURABLE
+    from questlog.services.projector import DURABLE
 
     read_models = ReadModels(wiring.redis)
     console = Console()
     if args.projections_command == "status":
         last = await wiring.store.last_seq()
         try:
-            pending = (await wiring.js.consumer_info(wiring.settings.events_stream, DURABLE)).num_pending
+            pending = (await wiring.js.consumer_info(wiring.settings.streams.events, DURABLE)).num_pending
         except Exception:
             pending = None
         table = Table(title=f"projections (stream at sequence {last})")

@@ -13,13 +13,13 @@ from rich.console import Console
 
 from questlog.gateway.auth import issue_token
 
-from .embedded import EmbeddedError, ServerProcess, check_port_free, nats_server, redis_server
+from questlog.services.runtime.embedded import EmbeddedError, ServerProcess, check_port_free, nats_server, redis_server
 from .roster import ServiceMain, services
-from .settings import Settings
-from .telemetry import serve_metrics, setup_telemetry
+from questlog.services.runtime.settings import Settings
+from questlog.services.runtime.telemetry import serve_metrics, setup_telemetry
 from questlog.events.streams import StreamMismatch
 
-from .wiring import UnreachableError, Wiring, connect
+from questlog.services.runtime.connections import UnreachableError, Wiring, connect
 
 log = logging.getLogger("questlog.up")
 DEV_PLAYER = "dev-player"

@@ -1,0 +1,1 @@
+"""The `questlog` command line: run the system, mint tokens, operate the log."""
