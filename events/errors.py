@@ -39,9 +39,7 @@ class ConcurrencyConflict(EventLogError):
 
     def __init__(self, player_id: str, expected_seq: int, actual_seq: int | None) -> None:
         self.player_id, self.expected_seq, self.actual_seq = player_id, expected_seq, actual_seq
-        super().__init__(
-            f"player {player_id}: expected last sequence {expected_seq}, log is at {actual_seq}"
-        )
+        super().__init__(f"player {player_id}: expected last sequence {expected_seq}, log is at {actual_seq}")
 
 
 class DuplicateAppend(EventLogError):

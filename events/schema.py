@@ -197,7 +197,7 @@ DomainEvent = (
     | AdminGranted
 )
 
-PAYLOADS: tuple[type[Payload], ...] = DomainEvent.__args__  # type: ignore[attr-defined]
+PAYLOADS: tuple[type[Payload], ...] = DomainEvent.__args__
 
 
 class Recorded(msgspec.Struct, frozen=True, kw_only=True):

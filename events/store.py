@@ -16,11 +16,11 @@ scan whose cost on the server grows with everything stored since.
 
 from __future__ import annotations
 
-import time
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import msgspec
@@ -35,7 +35,6 @@ from .errors import AppendFailed, ConcurrencyConflict, DuplicateAppend
 from .registry import EventRegistry, default_registry
 from .schema import NewEvent, Recorded
 from .subjects import EVENTS_WILDCARD, event_subject, player_events
-
 
 ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_BATCH_DUPLICATE_MSG_ID = 10201
@@ -353,9 +352,7 @@ class EventStore:
                     break
         return out
 
-    async def _walk_back(
-        self, last: Msg, newest: Recorded, player_id: str, from_version: int
-    ) -> list[Recorded] | None:
+    async def _walk_back(self, last: Msg, newest: Recorded, player_id: str, from_version: int) -> list[Recorded] | None:
         """The events from `from_version` to `last` (the player's last, decoded: `newest`), by exact gets along
         the back-pointers.
 
@@ -406,7 +403,7 @@ class EventStore:
             raise AppendFailed(f"direct get on {self._stream} timed out") from None
         return msg, (msg.headers or {}).get("Status")
 
-    async def _batch(self, query: dict[str, object]) -> AsyncIterator[Msg]:
+    async def _batch(self, query: dict[str, object]) -> AsyncGenerator[Msg]:
         """A batched direct get's answers, the status message that ends them (204, 404…) last."""
         reply, replies = await self._replies.open()
         try:
@@ -414,7 +411,7 @@ class EventStore:
             while True:
                 try:
                     msg = await asyncio.wait_for(replies.get(), self._timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise AppendFailed(f"direct get on {self._stream} timed out") from None
                 yield msg
                 if (msg.headers or {}).get("Status") is not None:
@@ -466,7 +463,7 @@ class EventStore:
                 return found.seq - 1
         return lo - 1
 
-    async def _direct_batches(self, subject: str, start_seq: int) -> AsyncIterator[Recorded]:
+    async def _direct_batches(self, subject: str, start_seq: int) -> AsyncGenerator[Recorded]:
         seq = start_seq
         while True:
             pending = 0

@@ -6,7 +6,6 @@ import dataclasses
 from datetime import timedelta
 
 import msgspec
-
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RePublish, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
@@ -107,7 +106,7 @@ async def ensure_streams(js: JetStreamContext, names: StreamNames, replicas: int
     """Create every stream and bucket, or update it to this code's definition."""
     for config in stream_configs(names, replicas):
         try:
-            await js.stream_info(config.name)
+            await js.stream_info(config.name or "")
         except NotFoundError:
             await js.add_stream(config)
         else:
@@ -124,9 +123,7 @@ async def ensure_streams(js: JetStreamContext, names: StreamNames, replicas: int
 async def _ensure_snapshots_bucket(js: JetStreamContext, bucket: str, replicas: int) -> None:
     """Gets by direct get: through the API, every missing key (a player never snapshotted,
     loaded once by each service) was an error answer plus an API advisory on the server."""
-    config = KeyValueConfig(
-        bucket=bucket, history=1, replicas=replicas, storage=StorageType.FILE, direct=True
-    )
+    config = KeyValueConfig(bucket=bucket, history=1, replicas=replicas, storage=StorageType.FILE, direct=True)
     try:
         await js.create_key_value(config)
     except APIError:

@@ -10,12 +10,12 @@ import msgspec
 from aiohttp import web
 
 from questlog.services.contract.command_client import CommandClient
-from questlog.services.runtime.metrics import QuestlogMetrics
-from questlog.services.runtime.telemetry import prometheus_text
 from questlog.services.notifier import Inbox
 from questlog.services.presence import PresenceLeases, PresenceStore
-from questlog.services.runtime.settings import RealtimeSettings, Settings
 from questlog.services.runtime.connections import Wiring
+from questlog.services.runtime.metrics import QuestlogMetrics
+from questlog.services.runtime.settings import RealtimeSettings, Settings
+from questlog.services.runtime.telemetry import prometheus_text
 
 from .auth import AuthError, TokenVerifier
 from .ratelimit import RateLimiter

@@ -41,9 +41,7 @@ class TokenVerifier:
 
     def __init__(self, settings: Settings, cache_size: int = 10_000) -> None:
         self._secret = settings.jwt_secret
-        self._public_key = (
-            Path(settings.jwt_public_key).read_text() if settings.jwt_public_key else None
-        )
+        self._public_key = Path(settings.jwt_public_key).read_text() if settings.jwt_public_key else None
         self._verified: OrderedDict[str, Identity] = OrderedDict()
         self._cache_size = cache_size
 

@@ -212,7 +212,8 @@ class QuestlogClient:
         if self.epoch is not None and self.version is not None:
             params["resume"] = {"epoch": self.epoch, "version": self.version}
         # the reader hands the answer to the event orderer before any event that follows it
-        return await self._call_on(ws, "session.hello", params, self._call_timeout_s)
+        welcome: dict[str, Any] = await self._call_on(ws, "session.hello", params, self._call_timeout_s)
+        return welcome
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:
@@ -233,7 +234,7 @@ class QuestlogClient:
             else:
                 self.notifications.put_nowait((method, params))
             return
-        fut = self._pending.get(item.get("id"))  # type: ignore[arg-type]
+        fut = self._pending.get(item.get("id", -1))
         if fut is None or fut.done():
             return
         if "error" in item:

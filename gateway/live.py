@@ -10,6 +10,7 @@ filled from JetStream before the event that revealed it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -124,7 +125,5 @@ class LiveFeed:
         if self._pump is not None:
             self._pump.cancel()
         if self._sub is not None:
-            try:
+            with contextlib.suppress(Exception):  # the connection may be closing already
                 await self._sub.unsubscribe()
-            except Exception:  # the connection may be closing already
-                pass

@@ -21,7 +21,7 @@ class MailboxFull(Exception):
 
 
 class Mailbox(Generic[T]):
-    __slots__ = ("_items", "_bound", "_waiter")
+    __slots__ = ("_bound", "_items", "_waiter")
 
     def __init__(self, bound: int) -> None:
         self._items: deque[T] = deque()

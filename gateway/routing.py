@@ -116,7 +116,9 @@ class Router:
         rt = self._gw.rt
         claims = [Claim("ip", caller.ip, Bucket(rt.rate_ip_per_s, rt.rate_ip_burst))]
         if caller.identity is not None:
-            claims.append(Claim("player", caller.identity.player_id, Bucket(rt.rate_player_per_s, rt.rate_player_burst)))
+            claims.append(
+                Claim("player", caller.identity.player_id, Bucket(rt.rate_player_per_s, rt.rate_player_burst))
+            )
         wait = await self._gw.limiter.take(claims)
         if wait:
             self._gw.otel.refused_by_rate_limit("method")

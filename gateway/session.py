@@ -11,6 +11,7 @@ writer; a client that does not read fast enough fills it and is closed with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -25,15 +26,16 @@ from nats.aio.subscription import Subscription
 from questlog.events.schema import Recorded
 from questlog.events.subjects import valid_player_id
 from questlog.services.contract import protocol
-from questlog.services.presence import changed_subject
 from questlog.services.contract.protocol import HelloParams, Method, RefreshParams, RpcError, rfc3339
+from questlog.services.presence import changed_subject
 
 from . import jsonrpc
 from .auth import AuthError, Identity
 from .deflate import release_compressor
 from .live import LiveFeed
 from .mailbox import Mailbox, MailboxFull
-from .progress import METHOD as PROGRESS, ProgressTracker
+from .progress import METHOD as PROGRESS
+from .progress import ProgressTracker
 from .recovery import recover
 from .routing import Caller, query_as
 
@@ -53,7 +55,12 @@ CLOSE_TIMEOUT_S = 10.0
 
 def event_params(rec: Recorded) -> dict[str, Any]:
     """An `event` notification's params: version, type, at (domain time), data."""
-    return {"version": rec.version, "type": rec.type, "at": rfc3339(rec.occurred_at), "data": msgspec.to_builtins(rec.event)}
+    return {
+        "version": rec.version,
+        "type": rec.type,
+        "at": rfc3339(rec.occurred_at),
+        "data": msgspec.to_builtins(rec.event),
+    }
 
 
 class _Close(msgspec.Struct, frozen=True):
@@ -220,10 +227,8 @@ class Session:
         if self.live is not None:
             await self.live.close()
         for sub in self._presence.values():
-            try:
+            with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-            except Exception:
-                pass
         self._presence.clear()
         if self._counted and self.identity is not None:
             self.gw.connections.player_left(self.identity.player_id)
@@ -260,7 +265,9 @@ class Session:
             identity = self._verify(params.token)
             if not self.gw.connections.player_joined(identity.player_id):
                 self.gw.otel.refused_by_rate_limit("connection")
-                caller.after_send.append(lambda: self.close_soon(TOO_MANY, "too many connections for this player", flush=True))
+                caller.after_send.append(
+                    lambda: self.close_soon(TOO_MANY, "too many connections for this player", flush=True)
+                )
                 raise protocol.rate_limited(1000)
             try:
                 live = LiveFeed(
@@ -301,8 +308,13 @@ class Session:
             caller.after_send.append(after_answer)
             log.info(
                 "session started",
-                extra={"session_id": self.id, "player_id": identity.player_id, "recovered": rec.recovered,
-                       "missed": rec.missed, "version": rec.version},
+                extra={
+                    "session_id": self.id,
+                    "player_id": identity.player_id,
+                    "recovered": rec.recovered,
+                    "missed": rec.missed,
+                    "version": rec.version,
+                },
             )
             return {
                 "session_id": self.id,

@@ -38,7 +38,7 @@ def dev_token_handler(settings: Settings) -> Handler:
         try:
             body = msgspec.json.decode(await request.read(), type=DevTokenRequest)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return web.json_response({"error": f"expected {{\"player_id\": \"…\"}}: {exc}"}, status=400)
+            return web.json_response({"error": f'expected {{"player_id": "…"}}: {exc}'}, status=400)
         if not valid_player_id(body.player_id):
             return web.json_response({"error": "a player id is 1 to 64 of A-Z a-z 0-9 _ -"}, status=400)
         try:
@@ -57,4 +57,3 @@ def add_web_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     if settings.dev_mode:
         app.router.add_post("/dev/token", dev_token_handler(settings))
-

@@ -34,7 +34,16 @@ from questlog.events.schema import (
     TaskStepCompleted,
 )
 
-from .state import COMMAND_MEMORY, UNREMEMBERED_PREFIXES, FINISHED_MEMORY, CommandOutcome, PlayerState, QueueConfig, Skill, Task
+from .state import (
+    COMMAND_MEMORY,
+    FINISHED_MEMORY,
+    UNREMEMBERED_PREFIXES,
+    CommandOutcome,
+    PlayerState,
+    QueueConfig,
+    Skill,
+    Task,
+)
 
 
 class UnfoldableEvent(Exception):
@@ -70,9 +79,7 @@ def evolve(state: PlayerState, recorded: Recorded, memory: int = COMMAND_MEMORY)
     if recorded.player_id != state.player_id:
         raise UnfoldableEvent(f"event of {recorded.player_id} folded into {state.player_id}")
     if recorded.version != state.version + 1:
-        raise UnfoldableEvent(
-            f"player {state.player_id}: expected version {state.version + 1}, got {recorded.version}"
-        )
+        raise UnfoldableEvent(f"player {state.player_id}: expected version {state.version + 1}, got {recorded.version}")
     s = _apply(state, recorded.event, recorded.occurred_at)
     commands = s.commands
     if recorded.command_id is not None and not recorded.command_id.startswith(UNREMEMBERED_PREFIXES):
@@ -145,7 +152,7 @@ def _add_xp(skills: dict[str, Skill], xp: dict[str, int]) -> dict[str, Skill]:
     return out
 
 
-def _apply(s: PlayerState, e: Payload, at: datetime) -> PlayerState:  # noqa: C901 - one branch per type
+def _apply(s: PlayerState, e: Payload, at: datetime) -> PlayerState:
     if isinstance(e, PlayerCreated):
         return replace(
             s,
@@ -196,9 +203,7 @@ def _apply(s: PlayerState, e: Payload, at: datetime) -> PlayerState:  # noqa: C9
             current = replace(current, segment_at=at, segment_steps=current.steps_done)
         elif current is not None and current.status == "retrying" and current.retry_at and current.retry_at < at:
             current = replace(current, retry_at=at)
-        return replace(
-            s, paused=False, pause_reason=None, paused_by=None, start_requested=True, current=current
-        )
+        return replace(s, paused=False, pause_reason=None, paused_by=None, start_requested=True, current=current)
     if isinstance(e, QueueConfigured):
         return replace(s, config=QueueConfig(e.max_size, e.auto_start, e.priority_mode))
     if isinstance(e, TaskStarted):

@@ -111,9 +111,17 @@ return applied
 def contribution(state: PlayerState) -> dict[str, int]:
     """This player's share of the global stats; the totals are the sums of all shares."""
     s = state.stats
-    out = {"players": 1, "tasks_completed": s.completed, "tasks_cancelled": s.cancelled,
-           "tasks_failed": s.failed, "steps": s.steps, "fights_won": s.fights_won,
-           "fights_lost": s.fights_lost, "crafts_failed": s.crafts_failed, "rare_drops": s.rare_drops}
+    out = {
+        "players": 1,
+        "tasks_completed": s.completed,
+        "tasks_cancelled": s.cancelled,
+        "tasks_failed": s.failed,
+        "steps": s.steps,
+        "fights_won": s.fights_won,
+        "fights_lost": s.fights_lost,
+        "crafts_failed": s.crafts_failed,
+        "rare_drops": s.rare_drops,
+    }
     for activity, n in s.completed_by_activity.items():
         out[f"completed:{activity}"] = n
     for activity, n in s.steps_by_activity.items():
@@ -136,6 +144,15 @@ def projection_data(state: PlayerState) -> bytes:
     )
 
 
+def _text(raw: bytes | str) -> str:
+    """redis-py types replies as either; this client does not decode, so they are bytes."""
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _scored(rows: Any) -> list[tuple[str, float]]:
+    return [(_text(member), float(score)) for member, score in rows]
+
+
 def _triple(state: PlayerState) -> tuple[str, int, bytes]:
     return state.player_id, state.last_seq, projection_data(state)
 
@@ -152,9 +169,9 @@ class ReadModels:
         out = []
         for i, name in enumerate(names):
             active, building = values[2 * i], values[2 * i + 1]
-            out.append(f"{name}:{(active or b'a').decode()}")
+            out.append(f"{name}:{_text(active or b'a')}")
             if building:
-                out.append(f"{name}:{building.decode()}")
+                out.append(f"{name}:{_text(building)}")
         return out
 
     async def apply(self, state: PlayerState, targets: list[str]) -> int:
@@ -168,7 +185,7 @@ class ReadModels:
         """Into what serves now and what a rebuild is building (the live projector), in one script
         run; how many projections each state changed."""
         written = [state for state in states if state.version > 0]
-        args: list[object] = [0]
+        args: list[str | int | bytes] = [0]
         for state in written:
             args += _triple(state)
         changed = iter([int(n) for n in await self._apply(args=args)] if written else [])
@@ -176,7 +193,12 @@ class ReadModels:
 
     async def active(self, name: str) -> str:
         value = await self.redis.get(f"ql:{name}:active")
-        return value.decode() if value else "a"
+        return _text(value) if value else "a"
+
+    async def building(self, name: str) -> str | None:
+        """The namespace a rebuild of `name` is filling, if one runs."""
+        value = await self.redis.get(f"ql:{name}:building")
+        return _text(value) if value else None
 
     async def queue(self, player_id: str) -> dict[str, Any] | None:
         raw = await self.redis.get(f"ql:queue:{await self.active('queue')}:p:{player_id}")
@@ -190,11 +212,11 @@ class ReadModels:
         ns = await self.active("leaderboard")
         key = f"ql:leaderboard:{ns}:" + (f"skill:{skill}" if skill else "total")
         rows = await self.redis.zrevrange(key, 0, top - 1, withscores=True)
-        return [(p.decode(), int(score)) for p, score in rows]
+        return [(player, int(score)) for player, score in _scored(rows)]
 
     async def stats(self) -> dict[str, int]:
         raw = await self.redis.hgetall(f"ql:stats:{await self.active('stats')}")
-        return {k.decode(): int(v) for k, v in sorted(raw.items())}
+        return {_text(k): int(v) for k, v in sorted(raw.items())}
 
     async def position(self, name: str) -> int:
         raw = await self.redis.get(f"ql:{name}:{await self.active(name)}:position")
@@ -218,12 +240,12 @@ class ReadModels:
         if name == "stats":
             keys.append(f"ql:stats:{ns}".encode())
         for key in sorted(set(keys)):
-            kind = (await self.redis.type(key)).decode()
-            short = key.decode().replace(f":{ns}:", ":_:").replace(f":{ns}", ":_")
+            kind = _text(await self.redis.type(key))
+            short = _text(key).replace(f":{ns}:", ":_:").replace(f":{ns}", ":_")
             if kind == "string":
-                out[short] = (await self.redis.get(key)).decode()
+                out[short] = _text(await self.redis.get(key) or b"")
             elif kind == "hash":
-                out[short] = {k.decode(): v.decode() for k, v in sorted((await self.redis.hgetall(key)).items())}
+                out[short] = {_text(k): _text(v) for k, v in sorted((await self.redis.hgetall(key)).items())}
             elif kind == "zset":
-                out[short] = [(m.decode(), s) for m, s in await self.redis.zrange(key, 0, -1, withscores=True)]
+                out[short] = _scored(await self.redis.zrange(key, 0, -1, withscores=True))
         return out

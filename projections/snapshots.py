@@ -27,7 +27,7 @@ class SnapshotStore(Generic[S]):
     def __init__(self, kv: KeyValue, state_type: type[S], schema: int) -> None:
         self._kv = kv
         self._schema = schema
-        self._decoder = msgspec.json.Decoder(_Stored[state_type])  # type: ignore[valid-type]
+        self._decoder = msgspec.json.Decoder(_Stored[state_type])  # type: ignore[valid-type]  # generic over a runtime type
         self._peek = msgspec.json.Decoder(_Stored[msgspec.Raw])
         self._encoder = msgspec.json.Encoder()
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -29,20 +29,19 @@ from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import SERVER_COMMAND_PREFIX, PlayerState
 from questlog.projections.views import player_view, queue_view
-
-from .contract import protocol
 from questlog.services.contract.command_client import Actor, CommandReply, CommandRequest, subject_for
-from .decision_loop import DecisionLoop, TooMuchContention
 from questlog.services.contract.protocol import METHODS, SYNCABLE, Method, RpcError
-from questlog.services.rules.catalog import catalog_view
+from questlog.services.rules.catalog import Rules, catalog_view, load_rules
 from questlog.services.rules.clock import Clock, SystemClock
 from questlog.services.rules.commands import parse_command
-from questlog.services.rules.catalog import Rules, load_rules
 from questlog.services.rules.decide import decide
 from questlog.services.rules.errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
-from questlog.services.runtime.metrics import QuestlogMetrics
-from .warm_cache import keep_warm
 from questlog.services.runtime.connections import Wiring, flushed
+from questlog.services.runtime.metrics import QuestlogMetrics
+
+from .contract import protocol
+from .decision_loop import DecisionLoop, TooMuchContention
+from .warm_cache import keep_warm
 
 log = logging.getLogger("questlog.commands")
 _tracer = trace.get_tracer("questlog.commands")
@@ -107,8 +106,8 @@ class CommandHandler:
             await self._audit(method_name, actor, params)
         if method.kind == "query":
             return await self._query(method, player_id, params)
-        if method_name == "sync.push":
-            return await self._sync(player_id, params, actor)  # type: ignore[arg-type]
+        if isinstance(params, protocol.SyncPushParams):
+            return await self._sync(player_id, params, actor)
         target = getattr(params, "player_id", player_id)
         if method.admin and not (await self.repo.load(target)).created:
             raise protocol.not_found("player", target)  # an operator's typo must not create a player
@@ -154,13 +153,13 @@ class CommandHandler:
         name = method.name
         if name == "catalog.get":
             return catalog_view(self.rules.catalog)
-        if name == "events.replay":
-            p: protocol.ReplayParams = params  # type: ignore[assignment]
-            events = await self.wiring.store.read(player_id, from_version=p.from_version, limit=p.limit)
+        if isinstance(params, protocol.ReplayParams):
+            events = await self.wiring.store.read(player_id, from_version=params.from_version, limit=params.limit)
             return {"events": [event_view(e) for e in events]}
-        if name == "admin.replay":
-            a: protocol.AdminReplayParams = params  # type: ignore[assignment]
-            events = await self.wiring.store.read(a.player_id, from_version=a.from_version, limit=a.limit)
+        if isinstance(params, protocol.AdminReplayParams):
+            events = await self.wiring.store.read(
+                params.player_id, from_version=params.from_version, limit=params.limit
+            )
             return {"events": [event_view(e) for e in events]}
         target = getattr(params, "player_id", player_id)
         if name in ("queue.get", "player.get"):
@@ -198,8 +197,12 @@ class CommandHandler:
         }
 
     async def _audit(self, method_name: str, actor: Actor, params: protocol.Params) -> None:
-        body = {"admin": actor.player_id, "method": method_name, "params": msgspec.to_builtins(params),
-                "at": protocol.rfc3339(self.clock.now())}
+        body = {
+            "admin": actor.player_id,
+            "method": method_name,
+            "params": msgspec.to_builtins(params),
+            "at": protocol.rfc3339(self.clock.now()),
+        }
         await self.wiring.js.publish(f"audit.{actor.player_id}.{method_name}", _encoder.encode(body))
 
 
@@ -247,7 +250,6 @@ async def serve_commands(
             await warm.unsubscribe()
 
 
-
 # nats-py's micro service awaits an endpoint's handler before it reads that
 # endpoint's next request: one `queue.enqueue` at a time per process, however
 # many players wait. Each request is answered in its own task instead, at
@@ -263,7 +265,7 @@ class Inflight:
         self._gate = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def spawning(self, answer: Callable[[Request], Awaitable[None]]) -> Callable[[Request], Awaitable[None]]:
+    def spawning(self, answer: Callable[[Request], Coroutine[Any, Any, None]]) -> Callable[[Request], Awaitable[None]]:
         async def on_request(req: Request) -> None:
             await self._gate.acquire()
             task = asyncio.create_task(answer(req))
@@ -283,7 +285,9 @@ class Inflight:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
 
-def _endpoint(handler: CommandHandler, method_name: str, metrics: QuestlogMetrics):
+def _endpoint(
+    handler: CommandHandler, method_name: str, metrics: QuestlogMetrics
+) -> Callable[[Request], Coroutine[Any, Any, None]]:
     async def on_request(req: Request) -> None:
         ctx = propagate.extract(req.headers or {})
         started, outcome = time.perf_counter(), "ok"
@@ -305,4 +309,3 @@ def _endpoint(handler: CommandHandler, method_name: str, metrics: QuestlogMetric
         metrics.command_handled(method_name, outcome, time.perf_counter() - started)
 
     return on_request
-

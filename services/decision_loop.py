@@ -30,7 +30,7 @@ class TooMuchContention(Exception):
 
 
 class Outcome(Generic[R]):
-    __slots__ = ("state", "recorded", "result")
+    __slots__ = ("recorded", "result", "state")
 
     def __init__(self, state: PlayerState, recorded: list[Recorded], result: R) -> None:
         self.state, self.recorded, self.result = state, recorded, result

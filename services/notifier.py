@@ -24,15 +24,15 @@ from nats.aio.msg import Msg
 
 from questlog.events import codec
 from questlog.events.registry import EventRegistry
-from questlog.events.schema import QueuePaused, Recorded, RewardGranted
+from questlog.events.schema import PlayerLeveledUp, QueuePaused, Recorded, RewardGranted
 from questlog.events.subjects import events_of_type
-
-from questlog.services.runtime.batching import Coalescer
-from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
-from .presence import PresenceStore
 from questlog.services.contract.protocol import rfc3339
-from questlog.services.runtime.settings import Settings
+from questlog.services.runtime.batching import Coalescer
 from questlog.services.runtime.connections import Wiring
+from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
+from questlog.services.runtime.settings import Settings
+
+from .presence import PresenceStore
 
 log = logging.getLogger("questlog.notifier")
 
@@ -57,8 +57,8 @@ def notification_for(rec: Recorded) -> Notification | None:
     title: str | None = None
     if rec.type == "task.completed":
         title = "A task is complete"
-    elif rec.type == "player.leveled_up":
-        title = f"{event.skill} reached level {event.level}"  # type: ignore[attr-defined]
+    elif isinstance(event, PlayerLeveledUp):
+        title = f"{event.skill} reached level {event.level}"
     elif isinstance(event, RewardGranted) and event.rare:
         title = "Rare drop: " + ", ".join(event.rare)
     elif isinstance(event, QueuePaused) and event.by == "system":

@@ -54,13 +54,19 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # -> per triple {1 if the player changed state, last seen ms}: the announcement is
 # built from the same atomic step, with no second read. Triples apply in order, so
 # a join and a leave of one player in the same run end as they were asked.
-_TRANSITIONS = _NOW + """
+_TRANSITIONS = (
+    _NOW
+    + """
 local out = {}
 local until_ms = now + tonumber(ARGV[1])
 for i = 2, #ARGV, 3 do
   local player, gateway = ARGV[i + 1], ARGV[i + 2]
-  local gw = '""" + GW_PREFIX + """' .. player
-  redis.call('SET', '""" + SEEN_PREFIX + """' .. player, now)
+  local gw = '"""
+    + GW_PREFIX
+    + """' .. player
+  redis.call('SET', '"""
+    + SEEN_PREFIX
+    + """' .. player, now)
   redis.call('ZREMRANGEBYSCORE', gw, '-inf', now)
   local changed = 0
   if ARGV[i] == '1' then
@@ -78,9 +84,12 @@ for i = 2, #ARGV, 3 do
 end
 return out
 """
+)
 
 # KEYS gw, index, seen; ARGV player -> went offline (every lease had expired)?
-_SWEEP = _NOW + """
+_SWEEP = (
+    _NOW
+    + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local live = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if #live == 0 then
@@ -90,35 +99,46 @@ end
 redis.call('ZADD', KEYS[2], live[2], ARGV[1])
 return {0, 0}
 """
+)
 
 # KEYS index; ARGV gateway, ttl_ms, player... -> the players this gateway holds no live lease on.
 # Extends live leases only: a lease that was released, swept or has expired is
 # left to `join` (under the player's lock), which announces a comeback.
 # Builds each player's keys from the id: questlog runs on one Redis, not a cluster.
-_RENEW = _NOW + """
+_RENEW = (
+    _NOW
+    + """
 local until_ms = now + tonumber(ARGV[2])
 local lost = {}
 for i = 3, #ARGV do
   local player = ARGV[i]
-  local gw = '""" + GW_PREFIX + """' .. player
+  local gw = '"""
+    + GW_PREFIX
+    + """' .. player
   redis.call('ZREMRANGEBYSCORE', gw, '-inf', now)  -- crashed gateways' leases, and ours if it lapsed
   if redis.call('ZSCORE', gw, ARGV[1]) then
     redis.call('ZADD', gw, until_ms, ARGV[1])
     redis.call('ZADD', KEYS[1], 'GT', until_ms, player)
-    redis.call('SET', '""" + SEEN_PREFIX + """' .. player, now)
+    redis.call('SET', '"""
+    + SEEN_PREFIX
+    + """' .. player, now)
   else
     lost[#lost + 1] = player
   end
 end
 return lost
 """
+)
 
 # KEYS gw, seen -> {online, last_seen_ms}
-_GET = _NOW + """
+_GET = (
+    _NOW
+    + """
 local n = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 local seen = redis.call('GET', KEYS[2])
 return {n > 0 and 1 or 0, seen or 0}
 """
+)
 
 
 class PresenceChanged(msgspec.Struct, frozen=True):
@@ -321,7 +341,5 @@ async def run_sweeper(wiring: Wiring, stop: asyncio.Event, ttl_s: float, every_s
             await store.sweep_once()
         except Exception:
             log.exception("presence sweep failed")
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
-        except TimeoutError:
-            pass

@@ -13,24 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from nats.aio.msg import Msg
 
 from questlog.events import codec
-from questlog.events.schema import Recorded
+from questlog.events.schema import NewEvent, Recorded
 from questlog.events.store import ends_its_append
 from questlog.events.subjects import events_of_type
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
-
+from questlog.services.rules.catalog import Rules, load_rules
+from questlog.services.rules.clock import Clock, SystemClock
+from questlog.services.runtime.connections import Wiring
 from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
+
 from .decision_loop import DecisionLoop
 from .rules import engine
-from questlog.services.rules.clock import Clock, SystemClock
-from questlog.services.rules.catalog import Rules, load_rules
 from .timers import DUE_SUBJECTS, Timer, TimerScheduler, timer_decoder
-from questlog.services.runtime.connections import Wiring
 
 log = logging.getLogger("questlog.processor")
 
@@ -62,7 +64,11 @@ def next_timer(state: PlayerState) -> Timer | None:
     if due is None:
         return None
     return Timer(
-        player_id=state.player_id, task_id=due.task_id, attempt=due.attempt, kind=due.kind, step=due.step,
+        player_id=state.player_id,
+        task_id=due.task_id,
+        attempt=due.attempt,
+        kind=due.kind,
+        step=due.step,
         due_at=due.due_at,
     )
 
@@ -73,8 +79,13 @@ def pending_timers(state: PlayerState) -> list[dict[str, Any]]:
     if timer is None:
         return []
     return [
-        {"task_id": timer.task_id, "kind": timer.kind, "step": timer.step, "attempt": timer.attempt,
-         "due_at": timer.due_at.isoformat()}
+        {
+            "task_id": timer.task_id,
+            "kind": timer.kind,
+            "step": timer.step,
+            "attempt": timer.attempt,
+            "due_at": timer.due_at.isoformat(),
+        }
     ]
 
 
@@ -99,13 +110,12 @@ class Processor:
 
     async def fire(self, timer: Timer) -> None:
         """A due timer: complete the step, or restart the task for a retry (stale ones do nothing)."""
-        if timer.kind == "retry":
-            decide = lambda s: (engine.retry(s, timer.task_id, timer.attempt, timer.due_at), None)  # noqa: E731
-        else:
-            decide = lambda s: (  # noqa: E731
-                engine.complete_step(s, timer.task_id, timer.step, timer.attempt, timer.due_at),
-                None,
-            )
+
+        def decide(state: PlayerState) -> tuple[list[NewEvent], None]:
+            if timer.kind == "retry":
+                return engine.retry(state, timer.task_id, timer.attempt, timer.due_at), None
+            return engine.complete_step(state, timer.task_id, timer.step, timer.attempt, timer.due_at), None
+
         await self.loop.run(timer.player_id, decide, causation_id=f"timer:{timer.schedule_subject}", fresh=True)
 
     async def drive(self, player_id: str, *, seen: Recorded | None = None) -> None:
@@ -115,7 +125,7 @@ class Processor:
         """
         outcome = await self.loop.run(
             player_id,
-            lambda s: (engine.advance(s, s.updated_at, self.rules), None),
+            lambda s: (engine.advance(s, s.updated_at or self.clock.now(), self.rules), None),
             causation_id="advance",
             fresh=True,
             seen=seen,
@@ -125,12 +135,8 @@ class Processor:
         while timer is not None and timer.due_at <= self.clock.now():
             # Overdue (the processor was down, or steps are short): write what live
             # processing would have written, up to now, in atomic batches.
-            now = self.clock.now()
             caught = await self.loop.run(
-                player_id,
-                lambda s: ([e for d in engine.catch_up(s, now, self.rules, CATCH_UP_BATCH) for e in d], None),
-                causation_id="catch-up",
-                fresh=True,
+                player_id, partial(self._catch_up, now=self.clock.now()), causation_id="catch-up", fresh=True
             )
             if not caught.recorded:
                 return
@@ -138,8 +144,13 @@ class Processor:
         if timer is not None:
             await self.scheduler.schedule(timer)
 
+    def _catch_up(self, state: PlayerState, now: datetime) -> tuple[list[NewEvent], None]:
+        return [e for d in engine.catch_up(state, now, self.rules, CATCH_UP_BATCH) for e in d], None
 
-async def serve_processor(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | None = None, clock: Clock | None = None) -> None:
+
+async def serve_processor(
+    wiring: Wiring, stop: asyncio.Event, *, rules: Rules | None = None, clock: Clock | None = None
+) -> None:
     rules = rules or load_rules(time_scale=wiring.settings.time_scale)
     processor = Processor(wiring, rules, clock or SystemClock(), await wiring.players())
     s = wiring.settings

@@ -19,10 +19,9 @@ from questlog.events.store import ends_its_append
 from questlog.events.subjects import EVENTS_WILDCARD
 from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
-
 from questlog.services.runtime.batching import Coalescer
-from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 from questlog.services.runtime.connections import Wiring
+from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 
 DURABLE = "projector"
 

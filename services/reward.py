@@ -15,12 +15,12 @@ from questlog.events import codec
 from questlog.events.schema import TaskStepCompleted
 from questlog.events.subjects import events_of_type
 from questlog.projections.repository import PlayerRepository
-
-from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
-from .decision_loop import DecisionLoop
-from .rules import engine
 from questlog.services.rules.catalog import Rules, load_rules
 from questlog.services.runtime.connections import Wiring
+from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
+
+from .decision_loop import DecisionLoop
+from .rules import engine
 
 
 class RewardService:

@@ -11,9 +11,8 @@ from questlog.events.subjects import EVENTS_WILDCARD
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.snapshots import SnapshotStore
 from questlog.projections.state import STATE_SCHEMA, PlayerState
-
-from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 from questlog.services.runtime.connections import Wiring
+from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 
 
 class Snapshotter:

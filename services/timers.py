@@ -21,7 +21,6 @@ from nats.js import JetStreamContext
 from opentelemetry import propagate
 
 from questlog.events.streams import TIMERS_DUPLICATE_WINDOW
-
 from questlog.projections.views import iso
 
 DUE_SUBJECTS = "timers.due.>"

@@ -18,6 +18,7 @@ never wrong.
 from __future__ import annotations
 
 import logging
+from itertools import pairwise
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -50,12 +51,12 @@ class WarmCache:
             self._open.pop(player_id, None)
             return
         started = [] if index == 0 else self._open.pop(player_id, [])
-        append = started + [rec]
+        append = [*started, rec]
         if not ends_its_append(headers):
             self._open[player_id] = append
             return
         self._open.pop(player_id, None)
-        whole = len(append) == index + 1 and all(b.version == a.version + 1 for a, b in zip(append, append[1:]))
+        whole = len(append) == index + 1 and all(b.version == a.version + 1 for a, b in pairwise(append))
         if whole:
             for event in append:  # no await between: nobody sees a state in the middle
                 self._repo.holding(event)

@@ -9,12 +9,12 @@ import nats
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from nats.aio.client import Client as NATS
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
-from nats.aio.client import Client as NATS
 
 from questlog.events.streams import ensure_streams
 from questlog.services.runtime.settings import Settings, load_settings
@@ -87,7 +87,9 @@ async def system(settings: Settings, nc: NATS) -> AsyncIterator[object]:
     from questlog.services.runtime.connections import connect
 
     stop = asyncio.Event()
-    chosen = {k: v for k, v in services().items() if k in ("commands", "processor", "reward", "snapshotter", "projector")}
+    chosen = {
+        k: v for k, v in services().items() if k in ("commands", "processor", "reward", "snapshotter", "projector")
+    }
     async with connect(settings, name="test-system") as wiring:
         task = asyncio.create_task(run_services(wiring, chosen, stop))
         await asyncio.wait_for(wiring.ready("commands").wait(), 20)

@@ -11,8 +11,8 @@ import nats
 from nats.aio.client import Client as NATS
 
 from questlog.events.store import EventStore
-from questlog.services.runtime.settings import Settings
 from questlog.services.runtime.connections import flushed
+from questlog.services.runtime.settings import Settings
 
 
 class DirectGets:

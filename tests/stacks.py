@@ -12,11 +12,11 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from questlog.events.streams import ensure_streams
-from questlog.services.commands import SERVICE_NAME
 from questlog.services.cli.roster import services
-from questlog.services.runtime.settings import Settings, load_settings
 from questlog.services.cli.stack import run_services
+from questlog.services.commands import SERVICE_NAME
 from questlog.services.runtime.connections import Wiring, connect
+from questlog.services.runtime.settings import Settings, load_settings
 
 from .processes import service_env
 from .servers import local_nats, local_redis
@@ -31,8 +31,13 @@ async def private_stack(
     """(settings, a NATS connection, the environment for `questlog run` subprocesses)."""
     async with local_nats(tmp) as n, local_redis(tmp) as r:
         settings = load_settings(
-            {}, nats_url=n.url, redis_url=r.url, time_scale=float(time_scale),
-            jwt_secret="test-secret-test-secret-test-secret", data_dir=str(tmp / "data"), ack_wait_s=5,
+            {},
+            nats_url=n.url,
+            redis_url=r.url,
+            time_scale=float(time_scale),
+            jwt_secret="test-secret-test-secret-test-secret",
+            data_dir=str(tmp / "data"),
+            ack_wait_s=5,
         )
         nc = await nats.connect(n.url)
         await ensure_streams(nc.jetstream(), settings.streams, settings.replicas)

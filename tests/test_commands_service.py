@@ -15,8 +15,8 @@ from nats.errors import NoRespondersError
 from questlog.events.store import EventStore
 from questlog.services.contract import protocol
 from questlog.services.contract.protocol import RpcError
-from questlog.services.runtime.settings import Settings
 from questlog.services.runtime.connections import flushed
+from questlog.services.runtime.settings import Settings
 
 
 @pytest.fixture
@@ -75,9 +75,7 @@ async def test_invalid_command_lands_no_event(call, store: EventStore, player_id
     assert await commanded() == before
 
 
-async def test_command_id_takes_effect_once_and_returns_first_result(
-    call, store: EventStore, player_id: str
-) -> None:
+async def test_command_id_takes_effect_once_and_returns_first_result(call, store: EventStore, player_id: str) -> None:
     first = await call("queue.enqueue", player_id, activity="harvesting", target="stone", quantity=1, command_id="once")
     again = await call("queue.enqueue", player_id, activity="harvesting", target="stone", quantity=1, command_id="once")
     assert again == first
@@ -102,15 +100,16 @@ async def test_sync_push_applies_in_order_and_a_stale_command_fails_alone(call, 
         commands=[
             {"method": "queue.pause", "params": {"command_id": "s1"}},
             {"method": "queue.cancel", "params": {"task_id": "t-gone", "command_id": "s2"}},
-            {"method": "queue.enqueue", "params": {"activity": "harvesting", "target": "stone", "quantity": 1, "command_id": "s3"}},
+            {
+                "method": "queue.enqueue",
+                "params": {"activity": "harvesting", "target": "stone", "quantity": 1, "command_id": "s3"},
+            },
         ],
     )
     oks = [(r["command_id"], r["ok"]) for r in result["results"]]
     assert oks == [("s1", True), ("s2", False), ("s3", True)]
     assert result["results"][1]["error"]["code"] == protocol.NOT_FOUND
-    again = await call(
-        "sync.push", player_id, commands=[{"method": "queue.pause", "params": {"command_id": "s1"}}]
-    )
+    again = await call("sync.push", player_id, commands=[{"method": "queue.pause", "params": {"command_id": "s1"}}])
     assert again["results"][0]["ok"] and again["version"] == result["version"], "replayed id changes nothing"
 
 
@@ -126,7 +125,9 @@ async def test_a_player_cannot_act_for_another_and_admin_needs_the_role(call, pl
 async def test_admin_pause_and_grant_are_recorded_naming_the_admin(call, store: EventStore, player_id: str) -> None:
     await call("queue.configure", player_id, auto_start=False)
     await call("admin.pause", "ops", roles=("admin",), actor="ops", player_id=player_id, reason="investigating")
-    await call("admin.grant", "ops", roles=("admin",), actor="ops", player_id=player_id, reason="sorry", items={"stone": 5})
+    await call(
+        "admin.grant", "ops", roles=("admin",), actor="ops", player_id=player_id, reason="sorry", items={"stone": 5}
+    )
     events = await store.read(player_id)
     paused = [e for e in events if e.type == "queue.paused"][-1]
     assert "ops" in paused.event.by

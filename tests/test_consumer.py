@@ -17,7 +17,6 @@ from questlog.services.runtime.consumer import ConsumerSpec, ensure_consumer, ru
 from questlog.services.runtime.pulling import Pull, PullRefused
 from questlog.services.runtime.settings import Settings
 
-
 STREAM = "CONSUMERTEST"  # its own stream: the session's services never see these bodies
 
 
@@ -57,7 +56,9 @@ async def publish(nc: NATS, subject: str, n: int) -> None:
         await js.publish(subject, str(i).encode())
 
 
-async def test_every_message_handled_once_after_transient_failures(nc: NATS, settings: Settings, test_stream: str) -> None:
+async def test_every_message_handled_once_after_transient_failures(
+    nc: NATS, settings: Settings, test_stream: str
+) -> None:
     players = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for p in players:
         await publish(nc, f"ctest.{p}.tick", 20)
@@ -110,7 +111,9 @@ async def test_poison_message_goes_to_dead_letter_stream(nc: NATS, settings: Set
     await settled(js, spec.durable)
 
 
-async def test_two_instances_share_one_durable_and_drain_on_stop(nc: NATS, settings: Settings, test_stream: str) -> None:
+async def test_two_instances_share_one_durable_and_drain_on_stop(
+    nc: NATS, settings: Settings, test_stream: str
+) -> None:
     p_count, per = 8, 25
     players = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(p_count)]
     for p in players:
@@ -133,7 +136,8 @@ async def test_two_instances_share_one_durable_and_drain_on_stop(nc: NATS, setti
 
     js = nc.jetstream()
     tasks = [
-        asyncio.create_task(run_consumer(nc, spec, handler_for(i), stops[i], wait_s=0.2, key=by_player)) for i in range(2)
+        asyncio.create_task(run_consumer(nc, spec, handler_for(i), stops[i], wait_s=0.2, key=by_player))
+        for i in range(2)
     ]
     await asyncio.wait_for(done.wait(), 20)
     for s in stops:

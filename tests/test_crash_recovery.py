@@ -40,7 +40,9 @@ async def test_kill_9_processors_and_rewards_loses_nothing_and_grants_once(tmp_p
     targets = ["oak_log", "stone", "copper_ore", "trout"]
     async with private_stack(tmp_path) as (settings, nc, env):
         commands = await ServiceProcess("commands", env, tmp_path).start()
-        workers = [await ServiceProcess(s, env, tmp_path).start() for s in ("processor", "processor", "reward", "reward")]
+        workers = [
+            await ServiceProcess(s, env, tmp_path).start() for s in ("processor", "processor", "reward", "reward")
+        ]
         await commands_ready(nc)
         finished: set[str] = set()
         all_done = asyncio.Event()
@@ -55,7 +57,9 @@ async def test_kill_9_processors_and_rewards_loses_nothing_and_grants_once(tmp_p
         await asyncio.gather(
             *(
                 client.call(
-                    "queue.enqueue", p, {"activity": "harvesting", "target": targets[i % 4], "quantity": 3},
+                    "queue.enqueue",
+                    p,
+                    {"activity": "harvesting", "target": targets[i % 4], "quantity": 3},
                     Actor(p),
                 )
                 for i, p in enumerate(players)
@@ -107,15 +111,13 @@ async def run_scenario(tmp: Path, player_id: str, outage_s: float) -> list[Recor
 
 def comparable(events: list[Recorded]) -> list[tuple]:
     t0: datetime = events[0].occurred_at
-    return [
-        (e.version, e.type, round((e.occurred_at - t0).total_seconds(), 3), e.command_id, e.event)
-        for e in events
-    ]
+    return [(e.version, e.type, round((e.occurred_at - t0).total_seconds(), 3), e.command_id, e.event) for e in events]
 
 
 async def test_log_after_processor_outage_equals_uninterrupted_log(tmp_path: Path) -> None:
     live = await run_scenario(tmp_path / "live", "same-player", 0)
     caught_up = await run_scenario(tmp_path / "outage", "same-player", 1.5)
+
     # the configure/enqueue commands are issued at slightly different wall times in the two runs;
     # everything the engine wrote is derived from them, so compare relative to the auto-start switch
     def from_switch(events: list[Recorded]) -> list[tuple]:

@@ -14,10 +14,10 @@ from questlog.events.store import EventStore, Position
 from questlog.events.subjects import player_events
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
-from questlog.services.warm_cache import WarmCache, keep_warm
 from questlog.services.decision_loop import DecisionLoop
-from questlog.services.runtime.settings import Settings
 from questlog.services.runtime.connections import flushed
+from questlog.services.runtime.settings import Settings
+from questlog.services.warm_cache import WarmCache, keep_warm
 
 from .direct_gets import watched
 
@@ -75,7 +75,7 @@ async def test_the_next_event_is_folded_into_the_cache_without_a_read(
 async def test_a_held_state_behind_the_log_meets_the_append_check_and_is_decided_again(
     nc: NATS, settings: Settings, player_id: str
 ) -> None:
-    async with watched(settings) as (store, gets):
+    async with watched(settings) as (store, _gets):
         repo = await _cached_at_version_1(store, player_id)
         v2, _v3 = await _written_by_others(store, player_id, 2)  # the consumer holds v2; the log is at v3
         outcome = await DecisionLoop(store, repo).run(player_id, _pause, causation_id="t", fresh=True, seen=v2)
@@ -118,7 +118,6 @@ async def test_holding_reads_nothing_only_when_the_cache_reaches_the_event(
         assert repo.holding(first) == held, "remembering an older state keeps the newer one"
 
 
-
 async def test_a_command_decided_on_a_cache_kept_warm_meets_no_conflict(
     nc: NATS, settings: Settings, player_id: str
 ) -> None:
@@ -157,8 +156,12 @@ async def test_the_warm_cache_folds_whole_appends_only(nc: NATS, settings: Setti
         stored = await sub.fetch(8, timeout=5)
         await sub.unsubscribe()
         live = [
-            Msg(nc, subject=f"live.players.{player_id}.events.queue.paused", data=m.data,
-                headers={**(m.headers or {}), "Nats-Sequence": str(m.metadata.sequence.stream)})
+            Msg(
+                nc,
+                subject=f"live.players.{player_id}.events.queue.paused",
+                data=m.data,
+                headers={**(m.headers or {}), "Nats-Sequence": str(m.metadata.sequence.stream)},
+            )
             for m in stored[1:]  # versions 2..8
         ]
         warm = WarmCache(repo)

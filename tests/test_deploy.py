@@ -21,8 +21,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from questlog.services.runtime.embedded import find_nats_server
 from questlog.services.cli.roster import services
+from questlog.services.runtime.embedded import find_nats_server
 from questlog.services.runtime.settings import _ENV, load_settings
 from questlog.services.runtime.telemetry import setup_telemetry
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
 
 from questlog.events.store import EventStore
-from questlog.services.runtime.settings import Settings
-
 from questlog.services.contract.command_client import Actor, CommandClient
+from questlog.services.runtime.settings import Settings
 from questlog.services.timers import Timer, timer_decoder
 
 from .stacks import in_process, private_stack
@@ -38,7 +38,7 @@ async def test_a_harvest_runs_to_completion_with_one_reward_per_step(
     # each step's occurred_at is its due time: evenly spaced from the start
     started = next(e for e in events if e.type == "task.started")
     step_events = [e for e in events if e.type == "task.step_completed"]
-    gaps = [(b.occurred_at - a.occurred_at).total_seconds() for a, b in zip([started, *step_events], step_events)]
+    gaps = [(b.occurred_at - a.occurred_at).total_seconds() for a, b in pairwise([started, *step_events])]
     assert all(abs(g - started.event.step_seconds) < 1e-3 for g in gaps), gaps
     player = await call("player.get", player_id)
     assert player["inventory"].get("oak_log", 0) >= 3
@@ -77,31 +77,35 @@ async def test_pause_then_resume_moves_the_step_and_the_task_still_completes(tmp
     timer is scheduled and not yet due.
     """
     player_id = "pauser"
-    async with private_stack(tmp_path, time_scale="0.1") as (settings, nc, _env):
-        async with in_process(settings, ("commands", "processor", "reward")):
-            store = EventStore(nc, settings.streams.events)
-            client = CommandClient(nc)
-            me = Actor(player_id)
-            scheduled = asyncio.Event()
+    async with (
+        private_stack(tmp_path, time_scale="0.1") as (settings, nc, _env),
+        in_process(settings, ("commands", "processor", "reward")),
+    ):
+        store = EventStore(nc, settings.streams.events)
+        client = CommandClient(nc)
+        me = Actor(player_id)
+        scheduled = asyncio.Event()
 
-            step2: list[Timer] = []
+        step2: list[Timer] = []
 
-            async def on_schedule(msg) -> None:  # the processor publishing the durable timer of step 2
-                if msg.subject.split(".")[5] == "step2":
-                    step2.append(timer_decoder.decode(msg.data))
-                    scheduled.set()
+        async def on_schedule(msg) -> None:  # the processor publishing the durable timer of step 2
+            if msg.subject.split(".")[5] == "step2":
+                step2.append(timer_decoder.decode(msg.data))
+                scheduled.set()
 
-            sub = await nc.subscribe(f"timers.schedule.{player_id}.>", cb=on_schedule)
-            await client.call("queue.enqueue", player_id, {"activity": "harvesting", "target": "oak_log", "quantity": 4}, me)
-            await asyncio.wait_for(scheduled.wait(), 10)
-            await sub.unsubscribe()
-            await client.call("queue.pause", player_id, {}, me)
-            # Let the paused step's first timer come due (and fire, stale): the
-            # scenario needs time itself to pass, there is no event to await.
-            wait = (step2[0].due_at - datetime.now(UTC)).total_seconds() + 0.2
-            await asyncio.sleep(max(0.0, wait))
-            await client.call("queue.resume", player_id, {}, me)
-            events = await until(nc, store, player_id, queue_idle, timeout=30)
+        sub = await nc.subscribe(f"timers.schedule.{player_id}.>", cb=on_schedule)
+        await client.call(
+            "queue.enqueue", player_id, {"activity": "harvesting", "target": "oak_log", "quantity": 4}, me
+        )
+        await asyncio.wait_for(scheduled.wait(), 10)
+        await sub.unsubscribe()
+        await client.call("queue.pause", player_id, {}, me)
+        # Let the paused step's first timer come due (and fire, stale): the
+        # scenario needs time itself to pass, there is no event to await.
+        wait = (step2[0].due_at - datetime.now(UTC)).total_seconds() + 0.2
+        await asyncio.sleep(max(0.0, wait))
+        await client.call("queue.resume", player_id, {}, me)
+        events = await until(nc, store, player_id, queue_idle, timeout=30)
     steps = [e.event.step for e in events if e.type == "task.step_completed"]
     assert steps == [1, 2, 3, 4]
     resumed = next(e for e in events if e.type == "queue.resumed")

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
-import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 
 from questlog.events.store import EventStore
 from questlog.projections.read_models import NAMES, ReadModels
 from questlog.projections.rebuild import rebuild, rebuild_player
 from questlog.services.contract.command_client import Actor, CommandClient
-from questlog.services.runtime.settings import Settings
 
 from .processes import ServiceProcess
 from .stacks import drained, in_process, private_stack
@@ -55,27 +53,29 @@ async def dump_all(read_models: ReadModels) -> dict[str, dict]:
 
 async def test_flushall_and_rebuild_is_byte_identical_to_live(tmp_path: Path) -> None:
     players = [f"proj-{i:03d}" for i in range(300)]
-    async with private_stack(tmp_path) as (settings, nc, _env):
-        async with in_process(settings, ("commands", "processor", "reward", "projector")) as wiring:
-            await workload(nc, players)
-            await drained(nc, settings, "projector")
-            read_models = ReadModels(wiring.redis)
-            live = await dump_all(read_models)
-            assert len(live["queue"]) == len(players) + 2  # + the seq hash and position
-            board = await read_models.leaderboard(top=3)
-            assert len(board) == 3 and board[0][1] >= board[2][1] > 0
-            stats = await read_models.stats()
-            assert stats["players"] == len(players) and stats["tasks_completed"] == len(players)
-            assert stats["completed:harvesting"] == len(players)
+    async with (
+        private_stack(tmp_path) as (settings, nc, _env),
+        in_process(settings, ("commands", "processor", "reward", "projector")) as wiring,
+    ):
+        await workload(nc, players)
+        await drained(nc, settings, "projector")
+        read_models = ReadModels(wiring.redis)
+        live = await dump_all(read_models)
+        assert len(live["queue"]) == len(players) + 2  # + the seq hash and position
+        board = await read_models.leaderboard(top=3)
+        assert len(board) == 3 and board[0][1] >= board[2][1] > 0
+        stats = await read_models.stats()
+        assert stats["players"] == len(players) and stats["tasks_completed"] == len(players)
+        assert stats["completed:harvesting"] == len(players)
 
-            await wiring.redis.flushall()
-            store = EventStore(nc, settings.streams.events)
-            report = await rebuild(store, read_models)
-            assert report.players == len(players)
-            first = await dump_all(read_models)
-            assert first == live, "a rebuild from the log must equal what the projector built live"
-            await rebuild(store, read_models)
-            assert await dump_all(read_models) == first, "rebuilding twice gives the same bytes"
+        await wiring.redis.flushall()
+        store = EventStore(nc, settings.streams.events)
+        report = await rebuild(store, read_models)
+        assert report.players == len(players)
+        first = await dump_all(read_models)
+        assert first == live, "a rebuild from the log must equal what the projector built live"
+        await rebuild(store, read_models)
+        assert await dump_all(read_models) == first, "rebuilding twice gives the same bytes"
 
 
 async def test_killing_the_projector_mid_stream_converges(tmp_path: Path) -> None:
@@ -99,18 +99,20 @@ async def test_killing_the_projector_mid_stream_converges(tmp_path: Path) -> Non
 
 
 async def test_one_player_rebuild_and_queries_served_from_read_models(tmp_path: Path) -> None:
-    async with private_stack(tmp_path) as (settings, nc, _env):
-        async with in_process(settings, ("commands", "processor", "reward", "projector")) as wiring:
-            await workload(nc, ["solo"])
-            await drained(nc, settings, "projector")
-            read_models = ReadModels(wiring.redis)
-            client = CommandClient(nc)
-            queue = await client.call("queue.get", "solo", {}, Actor("solo"))
-            assert queue == await read_models.queue("solo")
-            before = await dump_all(read_models)
-            await wiring.redis.delete("ql:profile:a:p:solo")
-            await rebuild_player(EventStore(nc, settings.streams.events), read_models, "solo")
-            assert await dump_all(read_models) == before
+    async with (
+        private_stack(tmp_path) as (settings, nc, _env),
+        in_process(settings, ("commands", "processor", "reward", "projector")) as wiring,
+    ):
+        await workload(nc, ["solo"])
+        await drained(nc, settings, "projector")
+        read_models = ReadModels(wiring.redis)
+        client = CommandClient(nc)
+        queue = await client.call("queue.get", "solo", {}, Actor("solo"))
+        assert queue == await read_models.queue("solo")
+        before = await dump_all(read_models)
+        await wiring.redis.delete("ql:profile:a:p:solo")
+        await rebuild_player(EventStore(nc, settings.streams.events), read_models, "solo")
+        assert await dump_all(read_models) == before
 
 
 async def test_cli_time_travel_matches_what_a_client_saw(tmp_path: Path) -> None:
@@ -121,12 +123,25 @@ async def test_cli_time_travel_matches_what_a_client_saw(tmp_path: Path) -> None
             await client.call("queue.configure", "traveller", {"auto_start": False}, me)
             seen_player = await client.call("player.get", "traveller", {}, me)
             seen_queue = await client.call("queue.get", "traveller", {}, me)
-            await client.call("queue.enqueue", "traveller", {"activity": "harvesting", "target": "stone", "quantity": 2}, me)
-            await client.call("admin.grant", "ops", {"player_id": "traveller", "reason": "gift", "items": {"stone": 3}},
-                              Actor("ops", ("admin",)))
+            await client.call(
+                "queue.enqueue", "traveller", {"activity": "harvesting", "target": "stone", "quantity": 2}, me
+            )
+            await client.call(
+                "admin.grant",
+                "ops",
+                {"player_id": "traveller", "reason": "gift", "items": {"stone": 3}},
+                Actor("ops", ("admin",)),
+            )
         proc = await asyncio.create_subprocess_exec(
-            QUESTLOG, "state", "--player", "traveller", "--at-version", str(seen_player["version"]),
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            QUESTLOG,
+            "state",
+            "--player",
+            "traveller",
+            "--at-version",
+            str(seen_player["version"]),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
@@ -150,7 +165,10 @@ async def test_cli_replay_and_status_print_readable_output(tmp_path: Path) -> No
 
         async def run(*args: str) -> str:
             proc = await asyncio.create_subprocess_exec(
-                QUESTLOG, *args, env={**env, "COLUMNS": "200"}, stdout=asyncio.subprocess.PIPE,
+                QUESTLOG,
+                *args,
+                env={**env, "COLUMNS": "200"},
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
             out, err = await proc.communicate()
@@ -158,7 +176,14 @@ async def test_cli_replay_and_status_print_readable_output(tmp_path: Path) -> No
             return out.decode()
 
         timeline = await run("events", "replay", "--player", "reader")
-        for t in ("player.created", "task.enqueued", "task.started", "task.step_completed", "reward.granted", "task.completed"):
+        for t in (
+            "player.created",
+            "task.enqueued",
+            "task.started",
+            "task.step_completed",
+            "reward.granted",
+            "task.completed",
+        ):
             assert t in timeline
         jsonl = (await run("events", "replay", "--player", "reader", "--type", "reward", "--json")).splitlines()
         assert [msgspec.json.decode(line)["type"] for line in jsonl] == ["reward.granted"]

@@ -22,8 +22,6 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -53,10 +51,14 @@ def sample(telemetry: Telemetry, name: str, **labels: str) -> float | None:
     return None
 
 
-async def test_appends_show_in_prometheus_text_by_type_and_outcome(nc: NATS, settings: Settings, player_id: str) -> None:
+async def test_appends_show_in_prometheus_text_by_type_and_outcome(
+    nc: NATS, settings: Settings, player_id: str
+) -> None:
     t = private()
     store = EventStore(nc, settings.streams.events, metrics=t.metrics)
-    first = await store.append(player_id, [NewEvent(QueuePaused(reason="a"), NOW)], expected=Position(), command_id="c1")
+    first = await store.append(
+        player_id, [NewEvent(QueuePaused(reason="a"), NOW)], expected=Position(), command_id="c1"
+    )
     at = Position(first[-1].version, first[-1].seq)
     await store.append(
         player_id,
@@ -101,7 +103,9 @@ async def test_consumer_counts_outcomes_and_reports_lag(nc: NATS, settings: Sett
     store = EventStore(nc, settings.streams.events, metrics=t.metrics)
     pos = Position()
     for i in range(5):
-        (rec,) = await store.append(player_id, [NewEvent(QueuePaused(reason=str(i)), NOW)], expected=pos, command_id=f"c{i}")
+        (rec,) = await store.append(
+            player_id, [NewEvent(QueuePaused(reason=str(i)), NOW)], expected=pos, command_id=f"c{i}"
+        )
         pos = Position(rec.version, rec.seq)
     spec = ConsumerSpec(
         durable=f"test-metrics-{uuid.uuid4().hex[:8]}",
@@ -246,7 +250,7 @@ async def test_append_carries_the_callers_trace_in_the_stored_headers(
     trace_id = format(parent.get_span_context().trace_id, "032x")
     stored = await nc.jetstream().get_msg(settings.streams.events, rec.seq, direct=True)
     assert stored.headers is not None
-    version, header_trace, header_span, _flags = stored.headers["traceparent"].split("-")
+    _version, header_trace, header_span, _flags = stored.headers["traceparent"].split("-")
     assert header_trace == trace_id
     # the store adds no span of its own: what consumes the event continues the caller's span
     assert header_span == format(parent.get_span_context().span_id, "016x")
@@ -288,7 +292,12 @@ async def test_questlog_run_serves_metrics_of_real_work(tmp_path, stack) -> None
         deadline = asyncio.get_running_loop().time() + 30
         while True:  # the service's readiness is only visible as an answer
             try:
-                await client.call("queue.enqueue", player, {"activity": "harvesting", "target": "oak_log", "quantity": 1}, Actor(player))
+                await client.call(
+                    "queue.enqueue",
+                    player,
+                    {"activity": "harvesting", "target": "oak_log", "quantity": 1},
+                    Actor(player),
+                )
                 break
             except Exception:
                 assert proc.returncode is None, "questlog run commands exited"
@@ -296,7 +305,12 @@ async def test_questlog_run_serves_metrics_of_real_work(tmp_path, stack) -> None
                 await asyncio.sleep(0.1)
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
             body = await resp.text()
-        families = {s.name: s for f in text_string_to_metric_families(body) for s in f.samples if s.labels.get("type") == "player.created"}
+        families = {
+            s.name: s
+            for f in text_string_to_metric_families(body)
+            for s in f.samples
+            if s.labels.get("type") == "player.created"
+        }
         assert families["questlog_events_appended_total"].value >= 1
         assert 'service_name="questlog-commands"' in body
     finally:
@@ -323,7 +337,9 @@ async def test_a_consumer_handles_each_event_inside_the_trace_that_appended_it(
         handled.set()
 
     spec = ConsumerSpec(
-        durable=f"test-trace-{uuid.uuid4().hex[:8]}", stream=settings.streams.events, filter_subjects=[player_events(player_id)]
+        durable=f"test-trace-{uuid.uuid4().hex[:8]}",
+        stream=settings.streams.events,
+        filter_subjects=[player_events(player_id)],
     )
     stop = asyncio.Event()
     task = asyncio.create_task(run_consumer(nc, spec, handler, stop, wait_s=0.2, metrics=t.metrics))
@@ -334,26 +350,25 @@ async def test_a_consumer_handles_each_event_inside_the_trace_that_appended_it(
 
 
 async def test_commands_count_by_method_and_outcome_with_latency(tmp_path) -> None:
-    from questlog.services.contract.command_client import Actor, CommandClient
     from questlog.services.commands import serve_commands
+    from questlog.services.contract.command_client import Actor, CommandClient
     from questlog.services.contract.protocol import RpcError
     from questlog.services.runtime.connections import connect
 
     from .stacks import commands_ready, private_stack
 
     t = private()
-    async with private_stack(tmp_path) as (settings, nc, _env):
-        async with connect(settings) as wiring:
-            stop = asyncio.Event()
-            task = asyncio.create_task(serve_commands(wiring, stop, metrics=t.metrics))
-            await asyncio.wait_for(wiring.ready("commands").wait(), 10)
-            await commands_ready(nc, timeout_s=10)
-            client = CommandClient(nc)
-            await client.call("queue.pause", "m-1", {}, Actor("m-1"))
-            with pytest.raises(RpcError):
-                await client.call("queue.cancel", "m-1", {"task_id": "t-none"}, Actor("m-1"))
-            stop.set()
-            await task
+    async with private_stack(tmp_path) as (settings, nc, _env), connect(settings) as wiring:
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve_commands(wiring, stop, metrics=t.metrics))
+        await asyncio.wait_for(wiring.ready("commands").wait(), 10)
+        await commands_ready(nc, timeout_s=10)
+        client = CommandClient(nc)
+        await client.call("queue.pause", "m-1", {}, Actor("m-1"))
+        with pytest.raises(RpcError):
+            await client.call("queue.cancel", "m-1", {"task_id": "t-none"}, Actor("m-1"))
+        stop.set()
+        await task
     assert sample(t, "questlog_commands_total", method="queue.pause", outcome="ok") == 1
     assert sample(t, "questlog_commands_total", method="queue.cancel", outcome="not_found") == 1
     assert sample(t, "questlog_command_duration_seconds_count", method="queue.pause", outcome="ok") == 1

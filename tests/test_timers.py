@@ -11,9 +11,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
 
+from questlog.services.runtime.connections import flushed
 from questlog.services.runtime.settings import Settings
 from questlog.services.timers import Timer, TimerScheduler, due_subject, schedule_expression, timer_decoder
-from questlog.services.runtime.connections import flushed
 
 
 def test_schedule_expression_is_rfc3339_utc_with_millis() -> None:
@@ -28,7 +28,9 @@ async def test_timers_fire_in_due_order_and_rescheduling_is_idempotent(
     scheduler = TimerScheduler(js)
     now = datetime.now(UTC)
     past = Timer(player_id=player_id, task_id="t-1", attempt=1, kind="step", step=1, due_at=now - timedelta(hours=3))
-    soon = Timer(player_id=player_id, task_id="t-1", attempt=1, kind="step", step=2, due_at=now + timedelta(seconds=0.5))
+    soon = Timer(
+        player_id=player_id, task_id="t-1", attempt=1, kind="step", step=2, due_at=now + timedelta(seconds=0.5)
+    )
     sub = await js.pull_subscribe(due_subject(player_id), durable=f"t-{player_id}", stream=settings.streams.timers)
     provider = TracerProvider()
     with provider.get_tracer("test").start_as_current_span("scheduling") as span:
@@ -47,11 +49,10 @@ async def test_timers_fire_in_due_order_and_rescheduling_is_idempotent(
     assert datetime.now(UTC) >= soon.due_at
     try:
         extra = await sub.fetch(1, timeout=1.0)
-    except (asyncio.TimeoutError, nats.errors.TimeoutError):  # nothing more fired
+    except (TimeoutError, nats.errors.TimeoutError):  # nothing more fired
         extra = []
     assert extra == [], "a timer scheduled twice fires once"
     await sub.unsubscribe()
-
 
 
 async def _published(nc: NATS, prefix: str, schedule: Callable[[], Awaitable[None]]) -> list[str]:
@@ -99,8 +100,9 @@ async def test_a_timer_already_acknowledged_is_not_published_again(nc: NATS, pla
 
 async def test_the_memory_of_acknowledged_timers_is_bounded(nc: NATS, player_id: str) -> None:
     at = datetime.now(UTC) + timedelta(hours=1)
-    timers = [Timer(player_id=f"{player_id}-{n}", task_id="t", attempt=1, kind="step", step=1, due_at=at)
-              for n in range(3)]
+    timers = [
+        Timer(player_id=f"{player_id}-{n}", task_id="t", attempt=1, kind="step", step=1, due_at=at) for n in range(3)
+    ]
 
     async def schedule() -> None:
         scheduler = TimerScheduler(nc.jetstream(), remember=2)

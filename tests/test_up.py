@@ -109,7 +109,7 @@ async def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
         proc = await asyncio.create_subprocess_exec(
             QUESTLOG, "up", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
-        out, err = await proc.communicate()
+        _out, err = await proc.communicate()
     finally:
         blocker.close()
     assert proc.returncode == 1

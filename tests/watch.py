@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
 
-from questlog.events.schema import Recorded
+from questlog.events.schema import QueueCleared, Recorded, TaskCancelled, TaskCompleted, TaskEnqueued, TaskFailed
 from questlog.events.store import EventStore
 from questlog.events.subjects import live_player_events
 
@@ -48,11 +48,7 @@ def types(events: list[Recorded]) -> list[str]:
 
 def queue_idle(events: list[Recorded]) -> bool:
     """Every enqueued task reached an end (completed, failed or cancelled)."""
-    queued = {e.event.task.task_id for e in events if e.type == "task.enqueued"}  # type: ignore[attr-defined]
-    ended = {
-        e.event.task_id  # type: ignore[attr-defined]
-        for e in events
-        if e.type in ("task.completed", "task.failed", "task.cancelled")
-    }
-    cleared = {t for e in events if e.type == "queue.cleared" for t in e.event.task_ids}  # type: ignore[attr-defined]
+    queued = {e.event.task.task_id for e in events if isinstance(e.event, TaskEnqueued)}
+    ended = {e.event.task_id for e in events if isinstance(e.event, TaskCompleted | TaskFailed | TaskCancelled)}
+    cleared = {t for e in events if isinstance(e.event, QueueCleared) for t in e.event.task_ids}
     return bool(queued) and queued <= ended | cleared

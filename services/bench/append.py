@@ -66,8 +66,14 @@ _ack = msgspec.json.Decoder(_Ack)
 
 def enqueued(player_id: str, n: int) -> TaskEnqueued:
     now = datetime.now(UTC)
-    spec = TaskSpec(task_id=f"t-{player_id}-{n}", activity="harvesting", target="oak_log", quantity=1,
-                    step_seconds=3.0, enqueued_at=now)
+    spec = TaskSpec(
+        task_id=f"t-{player_id}-{n}",
+        activity="harvesting",
+        target="oak_log",
+        quantity=1,
+        step_seconds=3.0,
+        enqueued_at=now,
+    )
     return TaskEnqueued(task=spec)
 
 
@@ -81,8 +87,12 @@ class Side:
         self.conflicts = 0
 
     def figures(self) -> SideFigures:
-        return SideFigures(self.appends, round(self.seconds, 3), round(self.appends / max(self.seconds, 1e-9), 1),
-                           self.latency.summary())
+        return SideFigures(
+            self.appends,
+            round(self.seconds, 3),
+            round(self.appends / max(self.seconds, 1e-9), 1),
+            self.latency.summary(),
+        )
 
 
 async def store_writer(store: EventStore, player_id: str, pos: list[Position], until: float, side: Side | None) -> None:
@@ -131,8 +141,13 @@ async def run_append(result: BenchResult, console: Console, *, players: int, rou
             store = EventStore(nc, stack.settings.streams.events, metrics=telemetry.metrics)
             raw_ids = [f"ar-{run}-{i}" for i in range(players)]
             store_ids = [f"as-{run}-{i}" for i in range(players)]
-            sample = Recorded(player_id=raw_ids[0], version=1, occurred_at=datetime.now(UTC),
-                              event=enqueued(raw_ids[0], 1), command_id=f"c-{uuid.uuid4().hex}")
+            sample = Recorded(
+                player_id=raw_ids[0],
+                version=1,
+                occurred_at=datetime.now(UTC),
+                event=enqueued(raw_ids[0], 1),
+                command_id=f"c-{uuid.uuid4().hex}",
+            )
             body = codec.encode(sample)  # the same shape and size as what the store sends
             raw_seq = {p: [0] for p in raw_ids}
             store_pos = {p: [Position()] for p in store_ids}
@@ -153,7 +168,9 @@ async def run_append(result: BenchResult, console: Console, *, players: int, rou
                     side.seconds += time.perf_counter() - t0
 
             with Dashboard(console, "append") as dash:
-                dash.stats["shape"] = f"{players} players concurrently, 1 event per append, OCC on players.<id>.events.>"
+                dash.stats["shape"] = (
+                    f"{players} players concurrently, 1 event per append, OCC on players.<id>.events.>"
+                )
                 task = dash.phase("warm-up, then raw / store rounds", 2 + 2 * rounds)
                 await raw_round(WARMUP_S, None)
                 dash.advance(task)
@@ -173,7 +190,15 @@ async def run_append(result: BenchResult, console: Console, *, players: int, rou
         telemetry.shutdown()
     r, s = raw.figures(), stored.figures()
     ratio = s.per_s / max(r.per_s, 1e-9)
-    result.figures = AppendFigures(players=players, rounds=rounds, round_s=round_s, body_bytes=len(body), raw=r,
-                                   store=s, ratio=round(ratio, 3), conflicts=raw.conflicts + stored.conflicts,
-                                   cpu=usage)
+    result.figures = AppendFigures(
+        players=players,
+        rounds=rounds,
+        round_s=round_s,
+        body_bytes=len(body),
+        raw=r,
+        store=s,
+        ratio=round(ratio, 3),
+        conflicts=raw.conflicts + stored.conflicts,
+        cpu=usage,
+    )
     result.targets = [at_least("append ratio store/raw", ratio, RATIO_TARGET)]

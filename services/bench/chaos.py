@@ -23,7 +23,7 @@ from collections import Counter
 import msgspec
 from rich.console import Console
 
-from questlog.events.schema import Recorded
+from questlog.events.schema import QueueCleared, Recorded, TaskCancelled, TaskCompleted, TaskEnqueued, TaskFailed
 from questlog.events.store import EventStore
 
 from .checks import LogCheck, check_acknowledged, check_player, check_received
@@ -55,7 +55,9 @@ class ChaosFigures(msgspec.Struct, kw_only=True):
     check: LogCheck
 
 
-async def chaos_monkey(stack: BenchStack, until: float, rng: random.Random, kills: Counter[str], dash: Dashboard) -> None:
+async def chaos_monkey(
+    stack: BenchStack, until: float, rng: random.Random, kills: Counter[str], dash: Dashboard
+) -> None:
     loop = asyncio.get_running_loop()
     victims: list[ServiceProcess] = list(stack.procs)
     while loop.time() < until:
@@ -72,9 +74,9 @@ async def chaos_monkey(stack: BenchStack, until: float, rng: random.Random, kill
 
 def idle(events: list[Recorded]) -> bool:
     """Every enqueued task reached an end (completed, failed, cancelled or cleared)."""
-    queued = {e.event.task.task_id for e in events if e.type == "task.enqueued"}  # type: ignore[attr-defined]
-    ended = {e.event.task_id for e in events if e.type in ("task.completed", "task.failed", "task.cancelled")}  # type: ignore[attr-defined]
-    cleared = {t for e in events if e.type == "queue.cleared" for t in e.event.task_ids}  # type: ignore[attr-defined]
+    queued = {e.event.task.task_id for e in events if isinstance(e.event, TaskEnqueued)}
+    ended = {e.event.task_id for e in events if isinstance(e.event, TaskCompleted | TaskFailed | TaskCancelled)}
+    cleared = {t for e in events if isinstance(e.event, QueueCleared) for t in e.event.task_ids}
     return queued <= ended | cleared
 
 
@@ -84,14 +86,14 @@ async def settle(store: EventStore, players: list[LoadPlayer], dash: Dashboard) 
     logs: dict[str, list[Recorded]] = {}
     pending = list(players)
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    gate = asyncio.Semaphore(50)
+
+    async def read(p: LoadPlayer) -> None:
+        async with gate:
+            logs[p.player_id] = await store.read(p.player_id)
+
     while pending and time.monotonic() < deadline:
         still = []
-        gate = asyncio.Semaphore(50)
-
-        async def read(p: LoadPlayer) -> None:
-            async with gate:
-                logs[p.player_id] = await store.read(p.player_id)
-
         await asyncio.gather(*(read(p) for p in pending))
         for p in pending:
             log = logs[p.player_id]
@@ -117,7 +119,9 @@ async def run_chaos(
         assert stack.nc is not None
         store = EventStore(stack.nc, stack.settings.streams.events)
         with Dashboard(console, "chaos") as dash:
-            dash.stats["stack"] = "2× commands, 2× processor, 2× reward, projector, snapshotter, presence, notifier, gateway"
+            dash.stats["stack"] = (
+                "2× commands, 2× processor, 2× reward, projector, snapshotter, presence, notifier, gateway"
+            )
             group = new_players(stack, players, tally, run)
             failures = await connect_all(group)
             connected = [p for p in group if p.client.connected.is_set()]
@@ -138,7 +142,7 @@ async def run_chaos(
                         answer = await p.client.call("queue.clear", {"command_id": f"{p.player_id}-final"})
                         tally.acked.append((p.player_id, f"{p.player_id}-final", int(answer["version"])))
                         break
-                    except Exception:  # noqa: BLE001 - retried with the same command id: idempotent
+                    except Exception:
                         await asyncio.sleep(0.2 * (attempt + 1))
                 dash.advance(clear)
 

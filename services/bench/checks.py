@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from questlog.events.schema import Recorded
+from questlog.events.schema import Recorded, RewardGranted, TaskStepCompleted
 
 
 class LogCheck(msgspec.Struct):
@@ -31,8 +31,12 @@ class LogCheck(msgspec.Struct):
     @property
     def ok(self) -> bool:
         return not (
-            self.not_dense or self.duplicate_rewards or self.missing_rewards or self.lost_acknowledged
-            or self.client_gaps or self.client_missed
+            self.not_dense
+            or self.duplicate_rewards
+            or self.missing_rewards
+            or self.lost_acknowledged
+            or self.client_gaps
+            or self.client_missed
         )
 
     def note(self, text: str) -> None:
@@ -46,8 +50,8 @@ def check_player(check: LogCheck, player_id: str, events: list[Recorded]) -> Non
     if [e.version for e in events] != list(range(1, len(events) + 1)):
         check.not_dense += 1
         check.note(f"{player_id}: versions not dense")
-    steps = Counter((e.event.task_id, e.event.step) for e in events if e.type == "task.step_completed")
-    rewards = Counter((e.event.task_id, e.event.step) for e in events if e.type == "reward.granted")
+    steps = Counter((e.event.task_id, e.event.step) for e in events if isinstance(e.event, TaskStepCompleted))
+    rewards = Counter((e.event.task_id, e.event.step) for e in events if isinstance(e.event, RewardGranted))
     check.steps_completed += sum(steps.values())
     check.rewards_granted += sum(rewards.values())
     for step, n in rewards.items():

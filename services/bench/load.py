@@ -11,6 +11,7 @@ that send nothing and measures the gateway's resident memory per connection.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import time
@@ -27,7 +28,7 @@ from .players import LoadPlayer, Tally, connect_all
 from .procfs import CpuUse, CpuWindow, rss_kb
 from .results import BenchResult, Target, at_most
 from .stack import BenchStack
-from .stats import LatencySummary, Latencies
+from .stats import Latencies, LatencySummary
 from .stored_times import StoredTimes
 
 SERVICES = ("commands", "processor", "reward", "projector", "snapshotter", "presence", "notifier")
@@ -72,11 +73,16 @@ class IdleFigures(msgspec.Struct, kw_only=True):
     cpu_while_idle: list[CpuUse]
 
 
-def new_players(stack: BenchStack, n: int, tally: Tally, run: str, *, resume_epoch: str | None = None) -> list[LoadPlayer]:
+def new_players(
+    stack: BenchStack, n: int, tally: Tally, run: str, *, resume_epoch: str | None = None
+) -> list[LoadPlayer]:
     settings = stack.settings
     return [
         LoadPlayer(
-            f"{run}-{i:05d}", stack.gateway_url, issue_token(settings, f"{run}-{i:05d}", ttl_s=4 * 3600), tally,
+            f"{run}-{i:05d}",
+            stack.gateway_url,
+            issue_token(settings, f"{run}-{i:05d}", ttl_s=4 * 3600),
+            tally,
             resume_epoch=resume_epoch,
         )
         for i in range(n)
@@ -227,8 +233,9 @@ class RawSession:
     async def connect(self, http: aiohttp.ClientSession) -> None:
         self.ws = await http.ws_connect(self.url, compress=0, max_msg_size=0, heartbeat=None)
         hello = {"token": self.token, "resume": {"epoch": self.epoch, "version": 0}}
-        await self.ws.send_str(msgspec.json.encode({"jsonrpc": "2.0", "id": 1, "method": "session.hello",
-                                                    "params": hello}).decode())
+        await self.ws.send_str(
+            msgspec.json.encode({"jsonrpc": "2.0", "id": 1, "method": "session.hello", "params": hello}).decode()
+        )
         answer = msgspec.json.decode((await self.ws.receive(timeout=60)).data)
         if "result" not in answer:
             raise RuntimeError(f"hello refused: {answer}")
@@ -284,8 +291,14 @@ async def run_idle(
         bench_rss_mb=round(bench_rss / 1024, 1),
         cpu_while_idle=usage,
     )
-    result.targets = [Target("gateway memory per idle connection", f"<= {IDLE_KB_PER_CONNECTION:g} KB",
-                             round(per_conn, 1), per_conn <= IDLE_KB_PER_CONNECTION)]
+    result.targets = [
+        Target(
+            "gateway memory per idle connection",
+            f"<= {IDLE_KB_PER_CONNECTION:g} KB",
+            round(per_conn, 1),
+            per_conn <= IDLE_KB_PER_CONNECTION,
+        )
+    ]
     result.checks_passed = failures == 0
 
 
@@ -297,7 +310,7 @@ async def _epoch(stack: BenchStack) -> str:
 
 
 def _contiguous(versions: list[int]) -> bool:
-    return all(b == a + 1 for a, b in zip(versions, versions[1:]))
+    return all(b == a + 1 for a, b in itertools.pairwise(versions))
 
 
 async def _run_idle_raw(result: BenchResult, console: Console, *, connections: int, hold_s: float) -> None:
@@ -306,8 +319,10 @@ async def _run_idle_raw(result: BenchResult, console: Console, *, connections: i
         assert stack.gateway is not None
         gw_pid = stack.gateway.pid
         epoch = await _epoch(stack)
-        sessions = [RawSession(stack.gateway_url, issue_token(stack.settings, f"{run}-{i:05d}", ttl_s=3600), epoch)
-                    for i in range(connections)]
+        sessions = [
+            RawSession(stack.gateway_url, issue_token(stack.settings, f"{run}-{i:05d}", ttl_s=3600), epoch)
+            for i in range(connections)
+        ]
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             with Dashboard(console, "load --idle --no-deflate") as dash:
                 before = rss_kb(gw_pid)
@@ -321,7 +336,7 @@ async def _run_idle_raw(result: BenchResult, console: Console, *, connections: i
                     async with gate:
                         try:
                             await s.connect(http)
-                        except Exception:  # noqa: BLE001 - counted
+                        except Exception:
                             failures += 1
                         dash.advance(task)
 
@@ -338,11 +353,21 @@ async def _run_idle_raw(result: BenchResult, console: Console, *, connections: i
                     await asyncio.gather(*(s.close() for s in sessions[chunk : chunk + 500]))
     per_conn = (after - before) / max(1, open_)
     result.figures = IdleFigures(
-        connections=open_, connect_s=round(connect_s, 2), connect_failures=failures,
-        gateway_rss_mb_before=round(before / 1024, 1), gateway_rss_mb_after=round(after / 1024, 1),
-        gateway_kb_per_connection=round(per_conn, 1), bench_rss_mb=round(bench_rss / 1024, 1),
+        connections=open_,
+        connect_s=round(connect_s, 2),
+        connect_failures=failures,
+        gateway_rss_mb_before=round(before / 1024, 1),
+        gateway_rss_mb_after=round(after / 1024, 1),
+        gateway_kb_per_connection=round(per_conn, 1),
+        bench_rss_mb=round(bench_rss / 1024, 1),
         cpu_while_idle=usage,
     )
-    result.targets = [Target("gateway memory per idle connection (no deflate)", f"<= {IDLE_KB_PER_CONNECTION:g} KB",
-                             round(per_conn, 1), per_conn <= IDLE_KB_PER_CONNECTION)]
+    result.targets = [
+        Target(
+            "gateway memory per idle connection (no deflate)",
+            f"<= {IDLE_KB_PER_CONNECTION:g} KB",
+            round(per_conn, 1),
+            per_conn <= IDLE_KB_PER_CONNECTION,
+        )
+    ]
     result.checks_passed = failures == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -86,7 +87,7 @@ def player_log(player_id: str, n: int, rules: Rules, start: datetime) -> list[Ne
     return out[:n] if len(out) > n else out
 
 
-async def fill(store: EventStore, logs: dict[str, list[NewEvent]], on_progress: object) -> int:
+async def fill(store: EventStore, logs: dict[str, list[NewEvent]], on_progress: Callable[[int], object]) -> int:
     gate = asyncio.Semaphore(50)
     total = 0
 
@@ -99,7 +100,7 @@ async def fill(store: EventStore, logs: dict[str, list[NewEvent]], on_progress: 
                 recs = await store.append(player_id, chunk, expected=pos, causation_id=f"bench-fill-{k}")
                 pos = Position(recs[-1].version, recs[-1].seq)
                 total += len(recs)
-                on_progress(len(recs))  # type: ignore[operator]
+                on_progress(len(recs))
 
     await asyncio.gather(*(one(p, ev) for p, ev in logs.items()))
     return total
@@ -110,7 +111,9 @@ async def raw_read(nc: NATS, stream: str) -> tuple[int, float]:
     js = nc.jetstream()
     t0 = time.perf_counter()
     sub = await js.subscribe(
-        EVENTS_WILDCARD, stream=stream, ordered_consumer=True,
+        EVENTS_WILDCARD,
+        stream=stream,
+        ordered_consumer=True,
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
     )
     n = 0
@@ -136,7 +139,9 @@ async def run_rebuild(result: BenchResult, console: Console, *, players: int, ev
         redis = aioredis.from_url(stack.settings.redis_url or "")
         try:
             with Dashboard(console, "rebuild") as dash:
-                logs = {f"{run}-{i:05d}": player_log(f"{run}-{i:05d}", per_player, rules, start) for i in range(players)}
+                logs = {
+                    f"{run}-{i:05d}": player_log(f"{run}-{i:05d}", per_player, rules, start) for i in range(players)
+                }
                 planned = sum(len(v) for v in logs.values())
                 types: dict[str, int] = {}
                 for evs in logs.values():

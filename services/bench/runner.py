@@ -38,16 +38,28 @@ def add_bench_parser(sub: Any) -> None:
     b.add_argument("scenario", choices=SCENARIOS)
     b.add_argument("--players", type=int, help="players (default: append 100, others 1000)")
     b.add_argument("--rate", type=float, default=1.0, help="commands per second per player (load, chaos)")
-    b.add_argument("--duration", type=float, help="seconds of load (load 30, chaos 60, --idle hold 10); "
-                   "append: seconds per measured round (5)")
+    b.add_argument(
+        "--duration",
+        type=float,
+        help="seconds of load (load 30, chaos 60, --idle hold 10); append: seconds per measured round (5)",
+    )
     b.add_argument("--idle", type=int, default=0, help="load: open N idle sessions and measure gateway memory")
-    b.add_argument("--no-deflate", dest="deflate", action="store_false",
-                   help="load --idle: bare sockets that decline permessage-deflate (the client always offers it)")
-    b.add_argument("--events", type=int, help="rebuild: events in the log (100000); "
-                   "reconnect-storm: events each client misses (5)")
-    b.add_argument("--gateways", type=int, default=1,
-                   help="reconnect-storm: gateway processes, as behind a load balancer; each client comes back "
-                   "to another one than it left (default 1)")
+    b.add_argument(
+        "--no-deflate",
+        dest="deflate",
+        action="store_false",
+        help="load --idle: bare sockets that decline permessage-deflate (the client always offers it)",
+    )
+    b.add_argument(
+        "--events", type=int, help="rebuild: events in the log (100000); reconnect-storm: events each client misses (5)"
+    )
+    b.add_argument(
+        "--gateways",
+        type=int,
+        default=1,
+        help="reconnect-storm: gateway processes, as behind a load balancer; each client comes back "
+        "to another one than it left (default 1)",
+    )
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--out", default="bench-results", help="directory of the JSON result files")
 
@@ -75,7 +87,11 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
 async def _run(args: argparse.Namespace, console: Console) -> int:
     from .results import new_result, write_result
 
-    command = "questlog bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "questlog bench " + args.scenario
+    command = (
+        "questlog bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if len(sys.argv) > 2
+        else "questlog bench " + args.scenario
+    )
     result = new_result(args.scenario, command, _parameters(args))
     if args.scenario == "append":
         from .append import run_append
@@ -118,9 +134,8 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _report(console: Console, result: Any, path: Any) -> None:
-    from rich.table import Table
-
     import msgspec
+    from rich.table import Table
 
     table = Table(title=f"{result.scenario}: targets", show_lines=False)
     for col in ("target", "goal", "measured", ""):

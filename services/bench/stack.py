@@ -80,7 +80,12 @@ class ServiceProcess:
         self.starts += 1
         with self.log_path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                QUESTLOG, "run", self.service, env=self.env, stdout=log, stderr=log,
+                QUESTLOG,
+                "run",
+                self.service,
+                env=self.env,
+                stdout=log,
+                stderr=log,
                 stdin=asyncio.subprocess.DEVNULL,
             )
         return self

@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--player", required=True)
     st.add_argument("--at-version", type=int)
 
-    pr = sub.add_parser("projections", help="Redis read models").add_subparsers(dest="projections_command", required=True)
+    pr = sub.add_parser("projections", help="Redis read models").add_subparsers(
+        dest="projections_command", required=True
+    )
     rb = pr.add_parser("rebuild", help="rebuild from the log into a fresh keyspace, then swap (blue/green)")
     rb.add_argument("--name", action="append", dest="names", help="queue, profile, leaderboard or stats; repeatable")
     rb.add_argument("--player", help="refold only this player, in place")

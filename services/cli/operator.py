@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from datetime import UTC, datetime
 
 import msgspec
 from rich.console import Console
 
 from questlog.events.subjects import valid_player_id
 from questlog.projections.repository import PlayerRepository
+from questlog.services.runtime.connections import UnreachableError, Wiring, connect
+from questlog.services.runtime.settings import Settings
 
 from . import timeline
-from questlog.services.runtime.settings import Settings
-from questlog.services.runtime.connections import UnreachableError, Wiring, connect
 
 
 async def run_operator_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -38,15 +40,14 @@ async def _operate(args: argparse.Namespace, wiring: Wiring, player: str | None)
     store = wiring.store
     if args.command == "events":
         if args.events_command == "replay":
+            assert player is not None  # argparse requires --player
             n = await timeline.replay(
                 store, player, from_version=args.from_version, types=args.types, as_jsonl=args.json
             )
             return 0 if n or args.types or args.from_version > 1 else 1
         if args.events_command == "tail":
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 await timeline.tail(store, args.player)
-            except KeyboardInterrupt:
-                pass
             return 0
         if args.events_command == "export":
             await timeline.export(store)
@@ -54,6 +55,7 @@ async def _operate(args: argparse.Namespace, wiring: Wiring, player: str | None)
     if args.command == "projections":
         return await _projections(args, wiring)
     repo = PlayerRepository(store)
+    assert player is not None  # what remains, state and admin inspect, requires --player
     if args.command == "state":
         from questlog.projections.views import player_view, queue_view
 
@@ -61,7 +63,7 @@ async def _operate(args: argparse.Namespace, wiring: Wiring, player: str | None)
         if state.version == 0:
             print(f"questlog: player {player} has no events", file=sys.stderr)
             return 1
-        at = state.updated_at
+        at = state.updated_at or datetime.now(UTC)
         out = {"version": state.version, "queue": queue_view(state, at), "player": player_view(state)}
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(out)).decode() + "\n")
         return 0
@@ -84,7 +86,6 @@ async def _projections(args: argparse.Namespace, wiring: Wiring) -> int:
 
     from questlog.projections.read_models import NAMES, ReadModels
     from questlog.projections.rebuild import rebuild, rebuild_player
-
     from questlog.services.projector import DURABLE
 
     read_models = ReadModels(wiring.redis)
@@ -100,10 +101,14 @@ async def _projections(args: argparse.Namespace, wiring: Wiring) -> int:
             table.add_column(col)
         for name in NAMES:
             position = await read_models.position(name)
-            building = await wiring.redis.get(f"ql:{name}:building")
+            building = await read_models.building(name)
             table.add_row(
-                name, await read_models.active(name), str(position), str(max(0, last - position)),
-                "?" if pending is None else str(pending), building.decode() if building else "",
+                name,
+                await read_models.active(name),
+                str(position),
+                str(max(0, last - position)),
+                "?" if pending is None else str(pending),
+                building or "",
             )
         console.print(table)
         return 0

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from questlog.services.runtime.connections import Wiring
 
 # A service runs until `stop` is set, then drains and returns.
-ServiceMain = Callable[[Wiring, asyncio.Event], Awaitable[None]]
+ServiceMain = Callable[[Wiring, asyncio.Event], Coroutine[Any, Any, None]]
 
 # name -> the module and function that run it, imported only when it runs,
 # in start-up order (the gateway last, so it starts on a ready system)

@@ -11,15 +11,14 @@ import sys
 import msgspec
 from rich.console import Console
 
+from questlog.events.streams import StreamMismatch
 from questlog.gateway.auth import issue_token
-
+from questlog.services.runtime.connections import UnreachableError, Wiring, connect
 from questlog.services.runtime.embedded import EmbeddedError, ServerProcess, check_port_free, nats_server, redis_server
-from .roster import ServiceMain, services
 from questlog.services.runtime.settings import Settings
 from questlog.services.runtime.telemetry import serve_metrics, setup_telemetry
-from questlog.events.streams import StreamMismatch
 
-from questlog.services.runtime.connections import UnreachableError, Wiring, connect
+from .roster import ServiceMain, services
 
 log = logging.getLogger("questlog.up")
 DEV_PLAYER = "dev-player"

@@ -13,7 +13,6 @@ from rich.table import Table
 from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
 from questlog.events.subjects import EVENTS_WILDCARD, player_events
-
 from questlog.services.contract.protocol import rfc3339
 
 _encoder = msgspec.json.Encoder()
@@ -96,7 +95,8 @@ async def tail(store: EventStore, player_id: str | None, out: IO[str] | None = N
     start = await _next_seq(store)
     async for rec in store.replay(subject=subject, start_seq=start, follow=True):
         console.print(
-            f"[dim]{rfc3339(rec.occurred_at)}[/] [bold]{rec.player_id}[/] v{rec.version} [cyan]{rec.type}[/] {summary(rec)}",
+            f"[dim]{rfc3339(rec.occurred_at)}[/] [bold]{rec.player_id}[/] v{rec.version} "
+            f"[cyan]{rec.type}[/] {summary(rec)}",
             highlight=False,
         )
 

@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from questlog.projections.views import iso as rfc3339  # the protocol's timestamps: UTC, ms, Z
+from questlog.projections.views import iso
+
+rfc3339 = iso  # the protocol's timestamps: UTC, milliseconds, Z
 
 # -- error codes (../shared/PROTOCOL.md) ----------------------------------------
 
@@ -47,9 +49,16 @@ class RpcError(Exception):
 
 
 _OUTCOMES = {
-    PARSE_ERROR: "parse_error", INVALID_REQUEST: "invalid_request", METHOD_NOT_FOUND: "method_not_found",
-    INVALID_PARAMS: "invalid_params", INTERNAL_ERROR: "internal", NOT_AUTHENTICATED: "not_authenticated",
-    FORBIDDEN: "forbidden", NOT_FOUND: "not_found", CONFLICT: "conflict", RULE_VIOLATED: "rule_violated",
+    PARSE_ERROR: "parse_error",
+    INVALID_REQUEST: "invalid_request",
+    METHOD_NOT_FOUND: "method_not_found",
+    INVALID_PARAMS: "invalid_params",
+    INTERNAL_ERROR: "internal",
+    NOT_AUTHENTICATED: "not_authenticated",
+    FORBIDDEN: "forbidden",
+    NOT_FOUND: "not_found",
+    CONFLICT: "conflict",
+    RULE_VIOLATED: "rule_violated",
     RATE_LIMITED: "rate_limited",
 }
 
@@ -76,9 +85,7 @@ def not_found(what: str, id: str) -> RpcError:
 
 
 def conflict(current_version: int) -> RpcError:
-    return RpcError(
-        CONFLICT, "the queue changed; reload and try again", {"current_version": current_version}
-    )
+    return RpcError(CONFLICT, "the queue changed; reload and try again", {"current_version": current_version})
 
 
 def rule_violated(rule: str, detail: str) -> RpcError:
@@ -235,7 +242,9 @@ class Method(msgspec.Struct, frozen=True):
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
-        Method("session.hello", HelloParams, "Authenticate the socket, optionally resuming from a version", kind="session"),
+        Method(
+            "session.hello", HelloParams, "Authenticate the socket, optionally resuming from a version", kind="session"
+        ),
         Method("session.refresh", RefreshParams, "Swap in a new token without reconnecting", kind="session"),
         Method("catalog.get", NoParams, "Activities with targets, requirements, durations and rewards", kind="query"),
         Method("player.get", NoParams, "Skills, inventory and equipment at the current version", kind="query"),
@@ -254,7 +263,9 @@ METHODS: dict[str, Method] = {
         Method("presence.unsubscribe", PlayerIdsParams, "Stop presence.changed for players", kind="gateway"),
         Method("rpc.discover", NoParams, "This API's OpenRPC document", kind="gateway"),
         Method("inbox.get", InboxParams, "Notifications kept while offline, and the unread count", kind="gateway"),
-        Method("admin.inspect", AdminPlayerParams, "State, queue, pending timers and last events", admin=True, kind="query"),
+        Method(
+            "admin.inspect", AdminPlayerParams, "State, queue, pending timers and last events", admin=True, kind="query"
+        ),
         Method("admin.replay", AdminReplayParams, "A player's events from a version", admin=True, kind="query"),
         Method("admin.pause", AdminPauseParams, "Pause a player's queue", admin=True),
         Method("admin.resume", AdminPlayerParams, "Resume a player's queue", admin=True),

@@ -391,7 +391,13 @@ def catalog_view(catalog: Catalog) -> dict[str, Any]:
     ]
     return {
         "skills": {
-            s: {"xp_curve": {"base": c.xp_curve.base, "exponent": c.xp_curve.exponent, "max_level": c.xp_curve.max_level}}
+            s: {
+                "xp_curve": {
+                    "base": c.xp_curve.base,
+                    "exponent": c.xp_curve.exponent,
+                    "max_level": c.xp_curve.max_level,
+                }
+            }
             for s in c.skills
         },
         "activities": {
@@ -399,9 +405,7 @@ def catalog_view(catalog: Catalog) -> dict[str, Any]:
             "crafting": {"skill": "crafting", "targets": crafting},
             "combat": {"skill": "combat", "targets": combat},
         },
-        "locations": {
-            name: {"title": loc.title, "requires": dict(loc.requires)} for name, loc in c.locations.items()
-        },
+        "locations": {name: {"title": loc.title, "requires": dict(loc.requires)} for name, loc in c.locations.items()},
         "items": {name: {"title": it.title, "kind": it.kind} for name, it in c.items.items()},
         "equipment": {
             name: {

@@ -95,9 +95,7 @@ PlayerCommand = Enqueue | Cancel | Reorder | Clear | Pause | Resume | Configure
 AdminCommand = AdminPause | AdminResume | AdminGrant | AdminEnqueue
 AnyCommand = PlayerCommand | AdminCommand
 
-COMMANDS: dict[str, type[Command]] = {
-    cls.METHOD: cls for cls in (*PlayerCommand.__args__, *AdminCommand.__args__)  # type: ignore[attr-defined]
-}
+COMMANDS: dict[str, type[Command]] = {cls.METHOD: cls for cls in (*PlayerCommand.__args__, *AdminCommand.__args__)}
 
 
 def parse_command(method: str, params: dict[str, Any], command_id: str) -> Command:

@@ -44,7 +44,16 @@ from .commands import (
     Reorder,
     Resume,
 )
-from .engine import apply, gear_problem, level_problem, level_ups, pending_reward, requirement, reward_step, task_step_seconds
+from .engine import (
+    apply,
+    gear_problem,
+    level_problem,
+    level_ups,
+    pending_reward,
+    requirement,
+    reward_step,
+    task_step_seconds,
+)
 from .errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
 from .rng import stable_id
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import msgspec
+
 from questlog.events.schema import (
     EquipmentEquipped,
     NewEvent,
@@ -68,20 +69,38 @@ def requirement(catalog: Catalog, activity: str, target: str) -> Requirement | N
     if activity == "harvesting" and target in catalog.harvesting:
         r = catalog.harvesting[target]
         return Requirement(
-            activity=activity, target=target, level=r.level, location=r.location, tool=r.tool,
-            station=None, materials={}, base_seconds=r.seconds,
+            activity=activity,
+            target=target,
+            level=r.level,
+            location=r.location,
+            tool=r.tool,
+            station=None,
+            materials={},
+            base_seconds=r.seconds,
         )
     if activity == "crafting" and target in catalog.crafting:
         c = catalog.crafting[target]
         return Requirement(
-            activity=activity, target=target, level=c.level, location=None, tool=c.tool,
-            station=c.station, materials=dict(c.inputs), base_seconds=c.seconds,
+            activity=activity,
+            target=target,
+            level=c.level,
+            location=None,
+            tool=c.tool,
+            station=c.station,
+            materials=dict(c.inputs),
+            base_seconds=c.seconds,
         )
     if activity == "combat" and target in catalog.combat:
         e = catalog.combat[target]
         return Requirement(
-            activity=activity, target=target, level=e.requires_level, location=e.location,
-            tool=WEAPON_SLOT, station=None, materials={}, base_seconds=e.seconds,
+            activity=activity,
+            target=target,
+            level=e.requires_level,
+            location=e.location,
+            tool=WEAPON_SLOT,
+            station=None,
+            materials={},
+            base_seconds=e.seconds,
         )
     return None
 
@@ -119,8 +138,12 @@ def task_step_seconds(state: PlayerState, req: Requirement, rules: Rules) -> flo
     """Step duration for this player now: the documented formula, times time_scale."""
     tuning = rules.catalog.tuning
     return formulas.step_seconds(
-        req.base_seconds, state.level(req.activity), req.level, gear_speed(state, rules.catalog, req.tool),
-        rules.time_scale, tuning,
+        req.base_seconds,
+        state.level(req.activity),
+        req.level,
+        gear_speed(state, rules.catalog, req.tool),
+        rules.time_scale,
+        tuning,
     )
 
 
@@ -201,9 +224,9 @@ def advance(state: PlayerState, at: datetime, rules: Rules) -> list[NewEvent]:
         problem = level_problem(state, req, catalog) or gear_problem(state, req, catalog)
         if problem is not None:
             return [NewEvent(QueuePaused(reason=problem[1], by="system"), at)]
-    reason = materials_problem(state, req, task.quantity, catalog)
-    if reason is not None:
-        return [NewEvent(QueuePaused(reason=reason, by="system"), at)]
+    missing = materials_problem(state, req, task.quantity, catalog)
+    if missing is not None:
+        return [NewEvent(QueuePaused(reason=missing, by="system"), at)]
     events: list[NewEvent] = []
     slots = [req.tool] if req.tool else []
     if task.activity == "combat":
@@ -212,7 +235,9 @@ def advance(state: PlayerState, at: datetime, rules: Rules) -> list[NewEvent]:
         if slot not in state.equipment:
             item = spare(state, catalog, slot)
             if item is not None:
-                events.append(NewEvent(EquipmentEquipped(slot=slot, item=item, durability=catalog.gear[item].durability), at))
+                events.append(
+                    NewEvent(EquipmentEquipped(slot=slot, item=item, durability=catalog.gear[item].durability), at)
+                )
     scratch = _scratch(state, events)
     reserved = {item: per * task.quantity for item, per in req.materials.items()}
     started = TaskStarted(
@@ -316,13 +341,21 @@ def settle_step(state: PlayerState, task_id: str, step: int, rules: Rules) -> li
         broken = state.equipment.get(needed)
         name = catalog.noun(broken.item) if broken else needed
         reason = f"Your {name} broke and you have no spare."
-        events.append(NewEvent(TaskFailed(task_id=task_id, reason=reason, attempts=task.attempts, refunded=dict(task.reserved)), at))
+        events.append(
+            NewEvent(
+                TaskFailed(task_id=task_id, reason=reason, attempts=task.attempts, refunded=dict(task.reserved)), at
+            )
+        )
         return events
     if task.activity == "combat" and not reward.success:
         foe = task.target.replace("_", " ")
         if task.attempts >= task.max_attempts:
             reason = f"Defeated by the {foe} {task.attempts} times."
-            events.append(NewEvent(TaskFailed(task_id=task_id, reason=reason, attempts=task.attempts, refunded=dict(task.reserved)), at))
+            events.append(
+                NewEvent(
+                    TaskFailed(task_id=task_id, reason=reason, attempts=task.attempts, refunded=dict(task.reserved)), at
+                )
+            )
             return events
         if task.steps_done < task.quantity:
             backoff = formulas.retry_backoff_seconds(task.attempts, rules.time_scale, catalog.tuning)
@@ -339,7 +372,9 @@ def settle_step(state: PlayerState, task_id: str, step: int, rules: Rules) -> li
             )
             return events
     if task.steps_done >= task.quantity:
-        events.append(NewEvent(TaskCompleted(task_id=task_id, steps_done=task.steps_done, refunded=dict(task.reserved)), at))
+        events.append(
+            NewEvent(TaskCompleted(task_id=task_id, steps_done=task.steps_done, refunded=dict(task.reserved)), at)
+        )
     return events
 
 
@@ -368,7 +403,9 @@ def reward_step(state: PlayerState, task_id: str, step: int, rules: Rules) -> li
     def roll_drops(drops: list[Drop], label: str, into_rare: bool) -> None:
         for i, drop in enumerate(drops):
             if rng.chance(f"{label}:{i}:{drop.item}", drop.chance):
-                items[drop.item] = items.get(drop.item, 0) + rng.between(f"{label}-qty:{i}:{drop.item}", drop.min, drop.max)
+                items[drop.item] = items.get(drop.item, 0) + rng.between(
+                    f"{label}-qty:{i}:{drop.item}", drop.min, drop.max
+                )
                 if into_rare:
                     rare.append(drop.item)
 
@@ -487,7 +524,9 @@ def _scratch(state: PlayerState, events: list[NewEvent]) -> PlayerState:
     """The state after `events`, as if appended (no command id): used to look ahead."""
     s = state
     for i, new in enumerate(events, start=1):
-        s = evolve(s, Recorded(player_id=s.player_id, version=state.version + i, occurred_at=new.occurred_at, event=new.event))
+        s = evolve(
+            s, Recorded(player_id=s.player_id, version=state.version + i, occurred_at=new.occurred_at, event=new.event)
+        )
     return s
 
 
@@ -495,7 +534,16 @@ def apply(state: PlayerState, events: list[NewEvent], command_id: str | None = N
     """Fold new events as the store would record them (tests and look-ahead use it)."""
     s = state
     for new in events:
-        s = evolve(s, Recorded(player_id=s.player_id, version=s.version + 1, occurred_at=new.occurred_at, event=new.event, command_id=command_id))
+        s = evolve(
+            s,
+            Recorded(
+                player_id=s.player_id,
+                version=s.version + 1,
+                occurred_at=new.occurred_at,
+                event=new.event,
+                command_id=command_id,
+            ),
+        )
     return s
 
 

@@ -28,7 +28,7 @@ class RuleViolation(RulesError):
 class NotFound(RulesError):
     """The command names a task (or player) that does not exist (-32004)."""
 
-    def __init__(self, what: str, id: str) -> None:  # noqa: A002 - the protocol's field name
+    def __init__(self, what: str, id: str) -> None:
         self.what, self.id = what, id
         super().__init__(f"{what} {id!r} not found")
 

@@ -11,7 +11,8 @@ def xp_for_level(level: int, curve: XpCurve) -> int:
     """Total xp needed to reach `level`: floor(base * (level - 1) ** exponent)."""
     if level <= 1:
         return 0
-    return math.floor(curve.base * (level - 1) ** curve.exponent)
+    needed: float = curve.base * (level - 1) ** curve.exponent
+    return math.floor(needed)
 
 
 def level_for_xp(xp: int, curve: XpCurve) -> int:
@@ -27,9 +28,7 @@ def level_factor(level: int, required: int, tuning: Tuning) -> float:
     return max(tuning.min_level_factor, 1.0 - tuning.level_speedup * max(0, level - required))
 
 
-def step_seconds(
-    base: float, level: int, required: int, gear_speed: float, time_scale: float, tuning: Tuning
-) -> float:
+def step_seconds(base: float, level: int, required: int, gear_speed: float, time_scale: float, tuning: Tuning) -> float:
     """base * level factor * (1 - gear speed) * time_scale, rounded to milliseconds."""
     raw = base * level_factor(level, required, tuning) * (1.0 - gear_speed) * time_scale
     return max(tuning.min_step_seconds, round(raw, 3))
@@ -55,9 +54,7 @@ def combat_rating(level: int, attack: int, defence: int) -> int:
     return 2 * level + attack + defence
 
 
-def win_probability(
-    level: int, weapon: Gear | None, armour: Gear | None, enemy: Enemy, tuning: Tuning
-) -> float:
+def win_probability(level: int, weapon: Gear | None, armour: Gear | None, enemy: Enemy, tuning: Tuning) -> float:
     """A logistic of the rating difference, clamped to [min_win, max_win]."""
     mine = combat_rating(
         level, weapon.attack if weapon else 0, (weapon.defence if weapon else 0) + (armour.defence if armour else 0)
@@ -70,7 +67,7 @@ def win_probability(
 def retry_backoff_seconds(failed_attempt: int, time_scale: float, tuning: Tuning) -> float:
     """Exponential: base * 2 ** (attempt - 1), capped, times time_scale, in milliseconds."""
     raw = min(tuning.retry_backoff_max_seconds, tuning.retry_backoff_seconds * 2 ** (failed_attempt - 1))
-    return max(tuning.min_step_seconds, round(raw * time_scale, 3))
+    return max(tuning.min_step_seconds, float(round(raw * time_scale, 3)))
 
 
 def durability_loss(slot_role: str, won: bool, tuning: Tuning) -> int:

@@ -66,7 +66,7 @@ class Coalescer(Generic[T, R]):
                         self._fail_pending(failure)
                         raise
                     continue
-                for (_, future), answer in zip(sent, answers):
+                for (_, future), answer in zip(sent, answers, strict=True):
                     if not future.done():  # its caller may have given up meanwhile
                         future.set_result(answer)
         finally:

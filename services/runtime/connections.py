@@ -13,8 +13,8 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from questlog.events.store import EventStore
-from questlog.projections.repository import PlayerRepository
 from questlog.events.streams import ensure_streams
+from questlog.projections.repository import PlayerRepository
 
 from .metrics import QuestlogMetrics
 from .settings import Settings
@@ -72,6 +72,7 @@ async def connect(
         raise ValueError("QUESTLOG_NATS_URL and QUESTLOG_REDIS_URL must be set to run a service")
     # A comma list names several seeds of a cluster, so a start-up never depends on one node.
     servers = [u.strip() for u in settings.nats_url.split(",") if u.strip()]
+
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %s", exc or type(exc).__name__, extra={"connection": name})
 

@@ -31,8 +31,8 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.errors import ServiceUnavailableError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
@@ -113,7 +113,7 @@ async def run_consumer(
         try:
             await ensure_consumer(js, spec)
             break
-        except (asyncio.TimeoutError, NatsTimeout, NoRespondersError, ServiceUnavailableError) as exc:
+        except (TimeoutError, NatsTimeout, NoRespondersError, ServiceUnavailableError) as exc:
             log.warning("cannot create the durable yet; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait_s)
@@ -156,7 +156,7 @@ async def _measure_lag(js: JetStreamContext, spec: ConsumerSpec, metrics: Questl
     """Set the lag gauge from the consumer's info; a failure (a leader election) only skips a reading."""
     try:
         info = await js.consumer_info(spec.stream, spec.durable)
-    except (NatsError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, NatsError) as exc:
         log.debug("consumer info unavailable", extra={"consumer": spec.durable, "error": repr(exc)})
     else:
         metrics.lag(spec.durable, info.num_pending or 0)
@@ -195,9 +195,11 @@ async def _settle(action: Awaitable[None], spec: ConsumerSpec, msg: Msg) -> bool
     try:
         await action
         return True
-    except (NatsError, asyncio.TimeoutError) as exc:
-        log.warning("could not settle a message; it will be redelivered",
-                    extra={"consumer": spec.durable, "subject": msg.subject, "error": repr(exc)})
+    except (TimeoutError, NatsError) as exc:
+        log.warning(
+            "could not settle a message; it will be redelivered",
+            extra={"consumer": spec.durable, "subject": msg.subject, "error": repr(exc)},
+        )
         return False
 
 
@@ -225,13 +227,17 @@ async def _failed(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, exc: Excep
             try:
                 await js.publish(f"{spec.dead_letter_subject}.{spec.durable}", msg.data, headers=headers)
                 break
-            except (NatsError, asyncio.TimeoutError) as err:
-                log.error("dead-letter publish failed", extra={"consumer": spec.durable, "attempt": attempt + 1,
-                                                               "error": repr(err)})
+            except (TimeoutError, NatsError) as err:
+                log.error(
+                    "dead-letter publish failed",
+                    extra={"consumer": spec.durable, "attempt": attempt + 1, "error": repr(err)},
+                )
         else:
             # Deliveries are used up, so the message stays in the log unprocessed: say where.
-            log.critical("message neither handled nor dead-lettered",
-                         extra={"consumer": spec.durable, "stream_seq": msg.metadata.sequence.stream})
+            log.critical(
+                "message neither handled nor dead-lettered",
+                extra={"consumer": spec.durable, "stream_seq": msg.metadata.sequence.stream},
+            )
             return "failed"
         await _settle(msg.term(), spec, msg)
         return "dead_lettered"

@@ -120,7 +120,7 @@ class ServerProcess:
         self._drain = asyncio.create_task(self._pump())
         waiter = asyncio.create_task(self._ready.wait())
         exited = asyncio.create_task(self.proc.wait())
-        done, _ = await asyncio.wait({waiter, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        _done, _ = await asyncio.wait({waiter, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         exited.cancel()
         if not self._ready.is_set():
@@ -136,7 +136,7 @@ class ServerProcess:
                 log.write(line)
                 log.flush()
                 text = line.decode(errors="replace")
-                self._tail = (self._tail + [text])[-20:]
+                self._tail = ([*self._tail, text])[-20:]
                 if self.ready_line in text:
                     self._ready.set()
 
@@ -148,7 +148,7 @@ class ServerProcess:
             proc.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
@@ -185,12 +185,18 @@ def nats_server(
 def redis_server(port: int, data_dir: Path, *, host: str = "127.0.0.1", persist: bool = True) -> ServerProcess:
     argv = [
         find_redis_server(),
-        "--port", str(port),
-        "--bind", host,
-        "--dir", str(data_dir),
-        "--protected-mode", "no",
-        "--save", "60 1" if persist else "",
-        "--appendonly", "no",
+        "--port",
+        str(port),
+        "--bind",
+        host,
+        "--dir",
+        str(data_dir),
+        "--protected-mode",
+        "no",
+        "--save",
+        "60 1" if persist else "",
+        "--appendonly",
+        "no",
     ]
     return ServerProcess(
         "redis-server", argv, "Ready to accept connections", data_dir / "redis-server.log", f"redis://{host}:{port}/0"

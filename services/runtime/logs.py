@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import TextIO
 
 import msgspec
 from opentelemetry import trace
@@ -33,7 +34,7 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(line).decode()
 
 
-def configure_logging(level: str = "INFO", stream=None) -> None:
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -6,9 +6,9 @@ one per MeterProvider (`for_provider`, `from_global`), shared by every
 component of the process.
 
 Counters bumped on a hot path (events appended, commands, consumer messages,
-the gateway's connections, recoveries and refusals) are plain in-process tallies read by observable counters at collection time:
-a dict increment instead of the SDK's per-call work, which cost as much as
-the publish itself (docs/benchmarks.md). Histograms stay synchronous.
+the gateway's connections, recoveries and refusals) are plain in-process
+tallies that observable counters read at collection time: a dict increment
+instead of the SDK's per-call work. Histograms stay synchronous.
 
 Names follow OTel conventions (dots, unit separate); the Prometheus exporter
 turns `questlog.commands` into `questlog_commands_total`,
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import weakref
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 
 from opentelemetry import metrics as otel_metrics
@@ -63,7 +63,7 @@ class LatencyTally:
         self._les = [*(repr(b) for b in bounds), "+Inf"]
         self.buckets: Counter[tuple[str, int]] = Counter()  # (outcome, bucket index), not cumulative
         self.count: Counter[str] = Counter()
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
 
     def add(self, outcome: str, seconds: float) -> None:
         self.buckets[outcome, bisect.bisect_left(self._bounds, seconds)] += 1
@@ -106,7 +106,9 @@ class QuestlogMetrics:
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
         self.events_appended = Tally("type")
-        _observed(meter, "questlog.events.appended", self.events_appended, "{event}", "Events stored in the log, by type")
+        _observed(
+            meter, "questlog.events.appended", self.events_appended, "{event}", "Events stored in the log, by type"
+        )
         self.appends = LatencyTally(LATENCY_BUCKETS)
         meter.create_observable_counter(
             "questlog.appends",
@@ -167,7 +169,9 @@ class QuestlogMetrics:
             "Events sent to clients to recover what they missed",
         )
         self.rate_limited = Tally("scope")
-        _observed(meter, "questlog.gateway.rate_limited", self.rate_limited, "{request}", "Requests refused by a rate limit")
+        _observed(
+            meter, "questlog.gateway.rate_limited", self.rate_limited, "{request}", "Requests refused by a rate limit"
+        )
 
     @classmethod
     def for_provider(cls, provider: MeterProvider) -> QuestlogMetrics:

@@ -81,7 +81,7 @@ class Pull:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return []
         out: list[Msg] = []
         while self._arrived:
@@ -125,7 +125,7 @@ class Pull:
             try:
                 if not self._nc.is_connected:
                     raise ConnectionError("not connected")
-                await asyncio.wait_for(sub.drain(), DRAIN_S)
+                await asyncio.wait_for(sub.drain(), DRAIN_S)  # type: ignore[no-untyped-call]  # unannotated in nats-py
             except Exception:  # reconnecting, closing or slow: what came is all there is
                 log.debug("could not drain the pull subscription", extra={"consumer": self._durable}, exc_info=True)
                 with contextlib.suppress(Exception):

@@ -196,7 +196,8 @@ def _check(s: Settings) -> None:
     if s.replay_limit * 2 + 64 > rt.send_queue_size:
         # a resume sends up to replay_limit events, each maybe with a task.progress
         raise SettingsError(
-            "invalid setting: QUESTLOG_SEND_QUEUE_SIZE must hold a whole replay: at least 2 × QUESTLOG_REPLAY_LIMIT + 64"
+            "invalid setting: QUESTLOG_SEND_QUEUE_SIZE must hold a whole replay: "
+            "at least 2 × QUESTLOG_REPLAY_LIMIT + 64"
         )
     if not 5 <= s.ack_wait_s <= 3600:
         raise SettingsError("invalid setting: QUESTLOG_ACK_WAIT_S must be between 5 and 3600 seconds")

@@ -14,9 +14,8 @@ from aiohttp import web
 
 from questlog.gateway.app import GATEWAY, Gateway, serve
 from questlog.gateway.auth import issue_token
-from questlog.services.runtime.settings import RealtimeSettings
-from questlog.services.runtime.settings import Settings
 from questlog.services.runtime.connections import Wiring, connect
+from questlog.services.runtime.settings import RealtimeSettings, Settings
 
 TEST_RT = dict(
     rate_ip_per_s=100_000.0,

@@ -12,8 +12,8 @@ import pytest
 
 from questlog.events.schema import NewEvent, QueuePaused
 from questlog.gateway.client import QuestlogClient
-from questlog.services.runtime.embedded import free_port
 from questlog.services.presence import changed_subject, run_sweeper
+from questlog.services.runtime.embedded import free_port
 
 from ..processes import ServiceProcess, http_ready, service_env
 from .conftest import RawSocket
@@ -24,8 +24,12 @@ TTL_S = 1.5
 async def append(store, player_id: str, n: int) -> None:
     for _ in range(n):
         pos = await store.position(player_id)
-        await store.append(player_id, [NewEvent(QueuePaused(reason="x"), datetime.now(UTC))], expected=pos,
-                           causation_id=uuid.uuid4().hex)
+        await store.append(
+            player_id,
+            [NewEvent(QueuePaused(reason="x"), datetime.now(UTC))],
+            expected=pos,
+            causation_id=uuid.uuid4().hex,
+        )
 
 
 @pytest.mark.slow
@@ -37,8 +41,13 @@ async def test_kill_9_of_a_gateway_moves_the_client_gap_free_and_presence_follow
     procs = [
         await ServiceProcess(
             "gateway",
-            service_env(settings.nats_url, settings.redis_url, QUESTLOG_HTTP_PORT=str(port),
-                        QUESTLOG_PRESENCE_TTL_S=str(TTL_S), QUESTLOG_GATEWAY_ID=f"gw{i}-{uuid.uuid4().hex[:6]}"),
+            service_env(
+                settings.nats_url,
+                settings.redis_url,
+                QUESTLOG_HTTP_PORT=str(port),
+                QUESTLOG_PRESENCE_TTL_S=str(TTL_S),
+                QUESTLOG_GATEWAY_ID=f"gw{i}-{uuid.uuid4().hex[:6]}",
+            ),
             tmp_path,
         ).start()
         for i, port in enumerate(ports)
@@ -83,7 +92,7 @@ async def test_kill_9_of_a_gateway_moves_the_client_gap_free_and_presence_follow
 
             # the crashed gateway's leases lapse: its only player goes offline, ours stays online
             await asyncio.wait_for(offline.wait(), 30)
-            status = (await client.call("presence.get", {"player_ids": [player_id, bystander]}))
+            status = await client.call("presence.get", {"player_ids": [player_id, bystander]})
             assert [s["online"] for s in status] == [True, False]
             assert False not in changes[player_id]
         finally:

@@ -21,8 +21,25 @@ json_values = st.recursive(
 ids = st.none() | st.integers() | st.text(max_size=10) | st.floats(allow_nan=False, allow_infinity=False) | json_values
 methods = st.sampled_from(sorted(METHODS)) | st.text(max_size=30)
 param_values = st.dictionaries(
-    st.sampled_from(["activity", "target", "quantity", "priority", "command_id", "expected_version", "task_id",
-                     "order", "from_version", "limit", "player_ids", "commands", "token", "resume", "max_size"]),
+    st.sampled_from(
+        [
+            "activity",
+            "target",
+            "quantity",
+            "priority",
+            "command_id",
+            "expected_version",
+            "task_id",
+            "order",
+            "from_version",
+            "limit",
+            "player_ids",
+            "commands",
+            "token",
+            "resume",
+            "max_size",
+        ]
+    ),
     json_values | st.integers(min_value=-(2**70), max_value=2**70),
     max_size=5,
 )
@@ -52,7 +69,12 @@ def expected_ids(frame: str) -> list[Any] | None:
     items = raw if isinstance(raw, list) else [raw]
     out = []
     for item in items:
-        if isinstance(item, dict) and "id" in item and isinstance(item["id"], str | int) and not isinstance(item["id"], bool):
+        if (
+            isinstance(item, dict)
+            and "id" in item
+            and isinstance(item["id"], str | int)
+            and not isinstance(item["id"], bool)
+        ):
             out.append(item["id"])
     return out
 
@@ -81,13 +103,17 @@ def generated_frames(n: int) -> list[str]:
     return out
 
 
-async def test_arbitrary_frames_never_crash_the_gateway_and_every_request_is_answered(gateway, token, player_id) -> None:
+async def test_arbitrary_frames_never_crash_the_gateway_and_every_request_is_answered(
+    gateway, token, player_id
+) -> None:
     sentinel_ids = itertools.count(1)
     async with aiohttp.ClientSession() as http:
         ws = await http.ws_connect(gateway.ws_url)
-        await ws.send_str(msgspec.json.encode(
-            {"jsonrpc": "2.0", "id": "hello", "method": "session.hello", "params": {"token": token(player_id)}}
-        ).decode())
+        await ws.send_str(
+            msgspec.json.encode(
+                {"jsonrpc": "2.0", "id": "hello", "method": "session.hello", "params": {"token": token(player_id)}}
+            ).decode()
+        )
         assert "result" in msgspec.json.decode((await ws.receive(15)).data)
 
         async def one(frame: str) -> None:

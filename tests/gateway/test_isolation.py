@@ -25,8 +25,12 @@ def hostile_params(method: str, victim: str, task_id: str, victim_token: str) ->
         "queue.cancel": {"task_id": task_id},
         "queue.reorder": {"order": [task_id]},
         "queue.configure": {"max_size": 1},
-        "sync.push": {"commands": [{"method": "queue.cancel", "params": {"task_id": task_id, "command_id": "x1"}},
-                                   {"method": "queue.clear", "params": {"command_id": "x2"}}]},
+        "sync.push": {
+            "commands": [
+                {"method": "queue.cancel", "params": {"task_id": task_id, "command_id": "x1"}},
+                {"method": "queue.clear", "params": {"command_id": "x2"}},
+            ]
+        },
         "events.replay": {"from_version": 1},
         "presence.get": {"player_ids": [victim]},
         "presence.subscribe": {"player_ids": [victim]},
@@ -71,7 +75,12 @@ async def test_another_players_token_never_reads_or_changes_this_players_data(
             assert smuggled["error"]["code"] == protocol.INVALID_PARAMS, (name, smuggled)
     headers = {"Authorization": f"Bearer {token(intruder)}"}
     for name in METHODS:
-        body = {"jsonrpc": "2.0", "id": 1, "method": name, "params": hostile_params(name, victim, task_id, token(victim))}
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": name,
+            "params": hostile_params(name, victim, task_id, token(victim)),
+        }
         async with http.post(f"{gateway.base}/rpc", json=body, headers=headers) as resp:
             answers.append((f"http {name}", await resp.json()))
 

@@ -28,7 +28,8 @@ async def test_standard_errors(open_socket, token, player_id) -> None:
     assert empty["error"]["code"] == protocol.INVALID_REQUEST and empty["id"] is None
     await sock.send({"jsonrpc": "1.0", "id": 7, "method": "queue.get"})
     assert (await sock.recv()) == {
-        "jsonrpc": "2.0", "id": 7,
+        "jsonrpc": "2.0",
+        "id": 7,
         "error": {"code": protocol.INVALID_REQUEST, "message": 'invalid request: "jsonrpc" must be "2.0"'},
     }
     assert (await sock.request("no.such.method"))["error"]["code"] == protocol.METHOD_NOT_FOUND
@@ -64,7 +65,9 @@ async def test_batches_answer_every_request_and_skip_notifications(open_socket, 
 
 async def test_a_frame_over_the_limit_closes_with_1009(open_socket, settings) -> None:
     sock = await open_socket()
-    await sock.ws.send_str('{"jsonrpc":"2.0","id":1,"method":"x","params":{"p":"' + "x" * settings.max_frame_bytes + '"}}')
+    await sock.ws.send_str(
+        '{"jsonrpc":"2.0","id":1,"method":"x","params":{"p":"' + "x" * settings.max_frame_bytes + '"}}'
+    )
     assert await sock.closed() == 1009
 
 
@@ -92,8 +95,10 @@ async def test_http_rpc_with_bearer_token(gateway, http: aiohttp.ClientSession, 
     assert body["result"]["queued"] == []
     async with http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "queue.get"}) as resp:
         assert (await resp.json())["error"]["code"] == protocol.NOT_AUTHENTICATED
-    batch = [{"jsonrpc": "2.0", "id": 1, "method": "session.hello", "params": {"token": "x"}},
-             {"jsonrpc": "2.0", "id": 2, "method": "presence.subscribe", "params": {"player_ids": [player_id]}}]
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "session.hello", "params": {"token": "x"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "presence.subscribe", "params": {"player_ids": [player_id]}},
+    ]
     async with http.post(url, json=batch, headers=headers) as resp:
         codes = sorted(a["error"]["code"] for a in await resp.json())
     assert codes == [protocol.METHOD_NOT_FOUND, protocol.METHOD_NOT_FOUND]
@@ -118,7 +123,9 @@ async def test_health_readiness_and_metrics(gateway, http: aiohttp.ClientSession
         assert "questlog_gateway_requests" in await resp.text()
 
 
-async def test_metrics_join_the_process_registry_without_clashes(gateway, http: aiohttp.ClientSession, token, player_id) -> None:
+async def test_metrics_join_the_process_registry_without_clashes(
+    gateway, http: aiohttp.ClientSession, token, player_id
+) -> None:
     """/metrics is the gateway's own counters plus the process's Prometheus registry, where
     `questlog run gateway` installs the OpenTelemetry instruments (tests/test_telemetry.py)."""
     from questlog.gateway.client import QuestlogClient

@@ -28,7 +28,9 @@ async def test_a_client_too_slow_to_read_is_closed_with_4008_and_can_resume(
         for _ in range(2000):
             pos = await store.position(player_id)
             await store.append(
-                player_id, [NewEvent(QueuePaused(reason=big), datetime.now(UTC))], expected=pos,
+                player_id,
+                [NewEvent(QueuePaused(reason=big), datetime.now(UTC))],
+                expected=pos,
                 causation_id=uuid.uuid4().hex,
             )
             if running.gw.metrics.too_slow:
@@ -37,9 +39,11 @@ async def test_a_client_too_slow_to_read_is_closed_with_4008_and_can_resume(
         assert await sock.closed(timeout=30) == 4008
         # nothing is lost: a resume from the last version it read replays the rest
         again = RawSocket(await http.ws_connect(running.ws_url))
-        resumed = (await again.request(
-            "session.hello", {"token": token(player_id), "resume": {"epoch": hello["epoch"], "version": 0}}
-        ))["result"]
+        resumed = (
+            await again.request(
+                "session.hello", {"token": token(player_id), "resume": {"epoch": hello["epoch"], "version": 0}}
+            )
+        )["result"]
         assert resumed["recovered"] is True and resumed["missed"] == resumed["version"] > 4
         await again.ws.close()
     finally:

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 
 from questlog.events.schema import NewEvent, QueuePaused, QueueResumed
-from questlog.services.runtime.settings import RealtimeSettings
-from questlog.services.runtime.connections import flushed
 from questlog.services.notifier import serve_notifier
 from questlog.services.presence import PlayerLocks, PresenceLeases, PresenceStore, changed_subject, run_sweeper
+from questlog.services.runtime.connections import flushed
+from questlog.services.runtime.settings import RealtimeSettings
 
 from .test_jsonrpc import authed
 
@@ -139,14 +139,19 @@ async def test_offline_players_get_an_inbox_and_webhooks_with_retries(
         online = await authed(open_socket, token, online_player)
         pos = await store.position(online_player)
         mine = await store.append(
-            online_player, [NewEvent(QueuePaused(reason="out of logs", by="system"), datetime.now(UTC))],
-            expected=pos, causation_id="c1",
+            online_player,
+            [NewEvent(QueuePaused(reason="out of logs", by="system"), datetime.now(UTC))],
+            expected=pos,
+            causation_id="c1",
         )
         await store.append(
             offline_player,
-            [NewEvent(QueueResumed(), datetime.now(UTC)),  # not notable
-             NewEvent(QueuePaused(reason="out of logs", by="system"), datetime.now(UTC))],
-            expected=await store.position(offline_player), causation_id="c2",
+            [
+                NewEvent(QueueResumed(), datetime.now(UTC)),  # not notable
+                NewEvent(QueuePaused(reason="out of logs", by="system"), datetime.now(UTC)),
+            ],
+            expected=await store.position(offline_player),
+            causation_id="c2",
         )
         await asyncio.wait_for(delivered.wait(), 30)
         assert len(calls) == 3 and calls[-1]["notification"]["type"] == "queue.paused"

@@ -24,7 +24,9 @@ async def append(store: EventStore, player_id: str, n: int) -> list[Recorded]:
     for _ in range(n):
         pos = await store.position(player_id)
         out += await store.append(
-            player_id, [NewEvent(QueuePaused(reason="test", by="admin:test"), NOW)], expected=pos,
+            player_id,
+            [NewEvent(QueuePaused(reason="test", by="admin:test"), NOW)],
+            expected=pos,
             causation_id=f"t-{uuid.uuid4().hex}",
         )
     return out

@@ -39,7 +39,9 @@ async def test_dev_login_is_off_unless_dev_mode(gateway, http: aiohttp.ClientSes
 async def test_dev_login_in_dev_mode_issues_a_token_the_gateway_accepts(
     gateway_wiring: Wiring, http: aiohttp.ClientSession, player_id: str
 ) -> None:
-    dev = Wiring(msgspec.structs.replace(gateway_wiring.settings, dev_mode=True), gateway_wiring.nc, gateway_wiring.redis)
+    dev = Wiring(
+        msgspec.structs.replace(gateway_wiring.settings, dev_mode=True), gateway_wiring.nc, gateway_wiring.redis
+    )
     running = await start_gateway(dev)
     try:
         async with http.post(f"{running.base}/dev/token", json={"player_id": player_id}) as resp:
@@ -51,7 +53,9 @@ async def test_dev_login_in_dev_mode_issues_a_token_the_gateway_accepts(
         async with http.post(f"{running.base}/dev/token", data=b"{") as resp:
             assert resp.status == 400
         async with http.ws_connect(running.ws_url) as ws:
-            await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "session.hello", "params": {"token": body["token"]}})
+            await ws.send_json(
+                {"jsonrpc": "2.0", "id": 1, "method": "session.hello", "params": {"token": body["token"]}}
+            )
             answer = await ws.receive_json(timeout=15)
         assert answer["result"]["player_id"] == player_id
     finally:

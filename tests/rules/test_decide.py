@@ -27,11 +27,15 @@ from questlog.services.rules.rng import stable_id
 from . import World
 
 
-def enqueue(w: World, activity: str = "harvesting", target: str = "oak_log", quantity: int = 1, priority: int = 0) -> dict:
-    return w.send(Enqueue(command_id=w.next_id(), activity=activity, target=target, quantity=quantity, priority=priority)).result
+def enqueue(
+    w: World, activity: str = "harvesting", target: str = "oak_log", quantity: int = 1, priority: int = 0
+) -> dict:
+    return w.send(
+        Enqueue(command_id=w.next_id(), activity=activity, target=target, quantity=quantity, priority=priority)
+    ).result
 
 
-def violation(w: World, command) -> RuleViolation:  # noqa: ANN001
+def violation(w: World, command) -> RuleViolation:
     before = w.state
     with pytest.raises(RuleViolation) as err:
         w.send(command)
@@ -63,7 +67,11 @@ def test_same_command_id_returns_the_first_result_without_events() -> None:
     assert again.result == first.result
     conf = Configure(command_id="cfg", max_size=5)
     r1 = w.send(conf).result
-    assert w.send(conf).result == r1 == {"version": r1["version"], "config": {"max_size": 5, "auto_start": True, "priority_mode": "fifo"}}
+    assert (
+        w.send(conf).result
+        == r1
+        == {"version": r1["version"], "config": {"max_size": 5, "auto_start": True, "priority_mode": "fifo"}}
+    )
 
 
 def test_command_memory_is_bounded() -> None:
@@ -81,7 +89,10 @@ def test_expected_version_conflict() -> None:
     with pytest.raises(VersionConflict) as err:
         w.send(Enqueue(command_id="x", activity="harvesting", target="stone", expected_version=1))
     assert err.value.current_version == 2
-    assert w.send(Enqueue(command_id="y", activity="harvesting", target="stone", expected_version=2)).result["version"] == 3
+    assert (
+        w.send(Enqueue(command_id="y", activity="harvesting", target="stone", expected_version=2)).result["version"]
+        == 3
+    )
 
 
 @pytest.mark.parametrize(
@@ -89,7 +100,12 @@ def test_expected_version_conflict() -> None:
     [
         ("fishing", "trout", "unknown_activity", "no activity"),
         ("harvesting", "gold", "unknown_target", "nothing called 'gold'"),
-        ("harvesting", "willow_log", "level_too_low", "Harvesting willow log needs harvesting level 8; you are level 1."),
+        (
+            "harvesting",
+            "willow_log",
+            "level_too_low",
+            "Harvesting willow log needs harvesting level 8; you are level 1.",
+        ),
         ("harvesting", "coal", "level_too_low", "level 4"),
         ("combat", "wolf", "level_too_low", "Fighting wolf needs combat level 4; you are level 1."),
         ("crafting", "copper_bar", "level_too_low", "Crafting copper bar needs crafting level 2; you are level 1."),
@@ -109,7 +125,7 @@ def test_location_locked() -> None:
     w.send(AdminGrant(command_id="g", player_id="p-1", admin="ops", reason="test", xp={"harvesting": 5000}))
     err = violation(w, Enqueue(command_id="c", activity="harvesting", target="iron_ore"))
     assert err.rule == "location_locked"
-    assert "Deep Mine needs combat level 3; you are level 1." == err.detail
+    assert err.detail == "Deep Mine needs combat level 3; you are level 1."
 
 
 def test_station_required_at_a_level_that_allows_the_recipe() -> None:
@@ -224,7 +240,11 @@ def test_pause_resume_and_admin_pause() -> None:
 
 def test_admin_grant_levels_up_and_admin_enqueue_bypasses() -> None:
     w = World()
-    d = w.send(AdminGrant(command_id="g", player_id="p-1", admin="bob", reason="bug refund", items={"iron_bar": 3}, xp={"combat": 400}))
+    d = w.send(
+        AdminGrant(
+            command_id="g", player_id="p-1", admin="bob", reason="bug refund", items={"iron_bar": 3}, xp={"combat": 400}
+        )
+    )
     assert [e.event.TYPE for e in d.events] == ["player.created", "admin.granted", "player.leveled_up"]
     assert w.state.skills["combat"].level == 4 and w.state.inventory["iron_bar"] == 3
     with pytest.raises(InvalidCommand):

@@ -26,7 +26,9 @@ from . import T0, World
 
 
 def enqueue(w: World, activity: str, target: str, quantity: int = 1) -> str:
-    return w.send(Enqueue(command_id=w.next_id(), activity=activity, target=target, quantity=quantity)).result["task"]["task_id"]
+    return w.send(Enqueue(command_id=w.next_id(), activity=activity, target=target, quantity=quantity)).result["task"][
+        "task_id"
+    ]
 
 
 def events_of(w: World, cls: type) -> list:
@@ -57,7 +59,7 @@ def test_a_task_runs_step_by_step_on_its_due_times() -> None:
     steps = [r for r in w.log if r.type == "task.step_completed"]
     assert [r.occurred_at - T0 for r in steps] == [timedelta(seconds=s) for s in (3, 6, 9)]
     assert sum(1 for r in w.log if r.type == "reward.granted") == 3
-    completed = [r for r in w.log if r.type == "task.completed"][0]
+    completed = next(r for r in w.log if r.type == "task.completed")
     assert completed.occurred_at == T0 + timedelta(seconds=9)
 
 
@@ -146,11 +148,13 @@ def test_pause_stops_steps_and_resume_restarts_the_step_clock() -> None:
 
 def test_combat_lost_fights_retry_with_backoff_then_fail() -> None:
     w = World()
-    w.send(AdminEnqueue(command_id="a", player_id="p-1", admin="ops", activity="combat", target="dragon_whelp", quantity=5))
+    w.send(
+        AdminEnqueue(command_id="a", player_id="p-1", admin="ops", activity="combat", target="dragon_whelp", quantity=5)
+    )
     w.run(3600)
     retries = events_of(w, TaskRetryScheduled)
     failed = events_of(w, TaskFailed)
-    assert len(failed) == 1 and failed[0].attempts == 3 and "Defeated by the dragon whelp 3 times." == failed[0].reason
+    assert len(failed) == 1 and failed[0].attempts == 3 and failed[0].reason == "Defeated by the dragon whelp 3 times."
     assert [r.attempt for r in retries] == [2, 3]
     recs = [r for r in w.log if r.type == "task.retry_scheduled"]
     gaps = [r.event.retry_at - r.occurred_at for r in recs]
@@ -164,7 +168,9 @@ def test_combat_lost_fights_retry_with_backoff_then_fail() -> None:
 
 def test_retry_timer_checks() -> None:
     w = World()
-    w.send(AdminEnqueue(command_id="a", player_id="p-1", admin="ops", activity="combat", target="dragon_whelp", quantity=5))
+    w.send(
+        AdminEnqueue(command_id="a", player_id="p-1", admin="ops", activity="combat", target="dragon_whelp", quantity=5)
+    )
     for _ in range(200):
         w.run(0.5)
         if w.state.current is not None and w.state.current.status == "retrying":
@@ -215,8 +221,11 @@ def test_broken_tool_is_replaced_by_a_spare_or_fails_the_task_then_pauses_later_
     w = World()
     enqueue(w, "harvesting", "stone", 1)
     w.run()
-    worn = replace(w.state, equipment={**w.state.equipment, "pickaxe": Equipped("bronze_pickaxe", 2)},
-                   inventory={**w.state.inventory, "iron_pickaxe": 1})
+    worn = replace(
+        w.state,
+        equipment={**w.state.equipment, "pickaxe": Equipped("bronze_pickaxe", 2)},
+        inventory={**w.state.inventory, "iron_pickaxe": 1},
+    )
     w.state = worn
     w.log = []  # the state was edited by hand; the log is no longer a full history
     w.run(100)
@@ -242,8 +251,11 @@ def test_broken_tool_is_replaced_by_a_spare_or_fails_the_task_then_pauses_later_
 def test_empty_slot_is_filled_from_the_inventory_at_start() -> None:
     w = World()
     w.send(Pause(command_id="p"))
-    w.state = replace(w.state, equipment={k: v for k, v in w.state.equipment.items() if k != "axe"},
-                      inventory={**w.state.inventory, "iron_axe": 1})
+    w.state = replace(
+        w.state,
+        equipment={k: v for k, v in w.state.equipment.items() if k != "axe"},
+        inventory={**w.state.inventory, "iron_axe": 1},
+    )
     w.log = []
     enqueue(w, "harvesting", "oak_log", 1)
     w.send(Resume(command_id="r"))

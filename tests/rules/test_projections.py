@@ -56,8 +56,18 @@ def test_queue_view_shape() -> None:
     assert set(view) >= {"version", "paused", "pause_reason", "config", "current", "queued", "stats"}
     cur = view["current"]
     assert set(cur) >= {
-        "task_id", "activity", "target", "quantity", "steps_done", "priority", "status",
-        "enqueued_at", "started_at", "step_seconds", "eta", "attempts",
+        "task_id",
+        "activity",
+        "target",
+        "quantity",
+        "steps_done",
+        "priority",
+        "status",
+        "enqueued_at",
+        "started_at",
+        "step_seconds",
+        "eta",
+        "attempts",
     }
     assert cur["status"] == "running" and cur["steps_done"] == 1 and cur["eta"] == "2026-11-23T10:00:09.000Z"
     assert [t["target"] for t in view["queued"]] == ["plank", "rat"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter
 from typing import Any
@@ -38,6 +39,7 @@ TARGETS = [
     ("combat", "goblin"),
     ("mining", "gold"),  # unknown
 ]
+
 
 def enqueue_op(most: int) -> st.SearchStrategy[tuple[Any, ...]]:
     return st.tuples(st.just("enqueue"), st.sampled_from(TARGETS), st.integers(1, most), st.integers(0, 3))
@@ -177,11 +179,8 @@ def test_random_sequences_keep_the_invariants(ops: list[tuple[Any, ...]]) -> Non
         if r.type == "task.started":
             assert running in (None, r.event.task_id)
             running = r.event.task_id
-        elif r.type in ("task.completed", "task.failed") or (
-            r.type == "task.cancelled" and r.event.task_id == running
-        ):
-            if r.event.task_id == running:
-                running = None
+        elif r.type in ("task.completed", "task.failed", "task.cancelled") and r.event.task_id == running:
+            running = None
 
 
 @settings(max_examples=50, deadline=None)
@@ -206,8 +205,6 @@ def play_commands(ops: list[tuple[Any, ...]]) -> World:
         cmd = build(w, o, sent)
         if cmd is None:
             continue
-        try:
+        with contextlib.suppress(RulesError):
             sent.append((cmd, w.send(cmd).result))
-        except RulesError:
-            pass
     return w

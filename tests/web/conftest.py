@@ -22,9 +22,9 @@ import pytest_asyncio
 from nats.aio.client import Client as NATS
 
 from questlog.services.contract.command_client import Actor, CommandClient
+from questlog.services.runtime.connections import Wiring
 from questlog.services.runtime.embedded import free_port
 from questlog.services.runtime.settings import Settings
-from questlog.services.runtime.connections import Wiring
 
 from ..processes import ServiceProcess, http_ready
 from ..stacks import in_process, private_stack
