@@ -101,8 +101,8 @@ class _Replies:
     """One wildcard inbox subscription for all of a store's batched direct gets.
 
     A batched get answers with many messages on one reply subject, so it cannot
-    use request/reply; a subscription per read costs a SUB and an UNSUB round
-    on the server each time (it dominated a resume), this costs one per store.
+    use request/reply; a subscription per read would cost a SUB and an UNSUB
+    on the server each time, this costs one per store.
     """
 
     def __init__(self, nc: NATS) -> None:

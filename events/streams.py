@@ -122,7 +122,7 @@ async def ensure_streams(js: JetStreamContext, names: StreamNames, replicas: int
 
 async def _ensure_snapshots_bucket(js: JetStreamContext, bucket: str, replicas: int) -> None:
     """Gets by direct get: through the API, every missing key (a player never snapshotted,
-    loaded once by each service) was an error answer plus an API advisory on the server."""
+    loaded once by each service) is an error answer plus an API advisory on the server."""
     config = KeyValueConfig(bucket=bucket, history=1, replicas=replicas, storage=StorageType.FILE, direct=True)
     try:
         await js.create_key_value(config)

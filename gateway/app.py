@@ -220,8 +220,8 @@ async def serve(wiring: Wiring, host: str, port: int, rt: RealtimeSettings | Non
     rt = rt or wiring.settings.realtime
     runner = web.AppRunner(create_app(wiring, rt), access_log=None, shutdown_timeout=5)
     await runner.setup()
-    # aiohttp's default backlog of 128 overflowed in a reconnect storm: the
-    # kernel dropped the rest, and their clients retried a second later.
+    # aiohttp's default backlog (128) overflows in a reconnect storm: the
+    # kernel drops the rest, and their clients retry a second later.
     # reuse_port: one Python process serves from one core; the kernel spreads
     # the connections of a port over every process that listens on it.
     site = web.TCPSite(runner, host, port, backlog=rt.listen_backlog, reuse_port=rt.reuse_port or None)

@@ -28,7 +28,7 @@ log = logging.getLogger("questlog.client")
 
 TokenSource = str | Callable[[], str | Awaitable[str]]
 
-# close codes the client reacts to (PROTOCOL.md)
+# close codes the client reacts to (docs/protocol.md)
 GOING_AWAY, TOO_BIG, TOKEN_EXPIRED, TOO_SLOW, TOO_MANY = 1001, 1009, 4001, 4008, 4029
 
 

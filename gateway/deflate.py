@@ -1,14 +1,14 @@
 """Give back a quiet socket's permessage-deflate compressor.
 
-aiohttp keeps one zlib compressor per WebSocket for the socket's whole life:
-about 110 KB once it has compressed a frame, three times the memory budget of
-an idle connection. A socket that has sent nothing for
+aiohttp keeps one zlib compressor per WebSocket for the socket's whole life,
+larger once it has compressed a frame than the memory budget of an idle
+connection (docs/benchmarks.md). A socket that has sent nothing for
 `QUESTLOG_DEFLATE_IDLE_S` drops it, and its next frame starts a fresh one.
 That is valid permessage-deflate even with context takeover: every frame ends
 on a sync flush, so a new deflate stream may follow, and a fresh compressor
 never refers back into data the client holds from earlier frames.
 
-Not sooner: a fresh compressor costs ≈ 100 µs against ≈ 3 µs for a warm one,
+Not sooner: a fresh compressor costs far more CPU per frame than a warm one,
 and compresses a small event far worse without the frames before it, so a
 player who is sent something every few seconds keeps one.
 

@@ -1,10 +1,10 @@
 """A bounded FIFO with one reader: what each connection queues for its writer and its live pump.
 
 asyncio.Queue would do, but it holds four deques (items, getters, putters and
-its own Event's) and asyncio.Event one, each ~0.7 KB even when empty; a gateway
-keeps two queues and two events per idle connection, several KB of its memory
-budget (measured: 39.5 -> 31.4 KB per idle connection, docs/benchmarks.md).
-This holds one deque, and one future only while its reader waits.
+its own Event's) and asyncio.Event one, each allocated even when empty; a
+gateway keeps two queues and two events per idle connection, a visible share
+of its memory budget. This holds one deque, and one future only while its
+reader waits.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Where a new session starts: the events a resuming client missed, or the full state.
 
-PROTOCOL.md: with a `resume` in the same epoch and at most `replay_limit`
+docs/protocol.md: with a `resume` in the same epoch and at most `replay_limit`
 events behind, the client gets exactly the missed events (`recovered: true`);
 otherwise (no resume, a foreign epoch, too far behind, or a version from the
 future) it gets the full state (`queue.get` + `player.get`) and live events

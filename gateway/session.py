@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("questlog.gateway.session")
 
-# Close codes (PROTOCOL.md)
+# Close codes (docs/protocol.md)
 GOING_AWAY = 1001
 TOKEN_EXPIRED = 4001
 TOO_SLOW = 4008

@@ -1,4 +1,4 @@
-"""The read shapes of PROTOCOL.md (`queue.get`, `player.get`, a task), as plain JSON dicts.
+"""The read shapes of docs/protocol.md (`queue.get`, `player.get`, a task), as plain JSON dicts.
 
 Times are RFC 3339 UTC strings with milliseconds, like every `at` in the protocol.
 """

@@ -143,7 +143,7 @@ class Webhook:
     """POSTs a notification to the configured URL: retries with jittered exponential backoff.
 
     The retries of one delivery stay within `budget_s`, well inside the
-    consumer's ack wait (30 s); past it the message fails and JetStream
+    consumer's ack wait (`QUESTLOG_ACK_WAIT_S`); past it the message fails and JetStream
     redelivers it later with its own backoff, so a dead endpoint never makes
     the same message run twice at once.
     """

@@ -2,8 +2,7 @@
 
 The processor and the reward service write the same players as the commands
 service, so its cached state is often behind the log, and a command decided
-on it meets a conflict: a refused append, a read, a second append (about half
-the commands at 100 players). The stream republishes every stored event on
+on it meets a conflict: a refused append, a read, a second append. The stream republishes every stored event on
 `live.players.<id>.events.<type>`; folding those into the cached players'
 states keeps them current most of the time.
 

@@ -14,7 +14,7 @@ DEFAULT_DIR = "bench-results"
 
 
 class Target(msgspec.Struct, frozen=True):
-    """One target of issue 9, against the figure this run measured."""
+    """One target a scenario promises, against the figure this run measured."""
 
     name: str
     goal: str  # e.g. "<= 50 ms"

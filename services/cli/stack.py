@@ -96,8 +96,8 @@ def _banner(console: Console, settings: Settings) -> None:
     console.print("Ctrl-C stops everything.")
 
 
-# Young objects per collection: CPython's 700 made a gateway run about 900 collections,
-# 0.9 s of CPU, through one reconnect storm; with these, 150 and 0.24 s.
+# Young objects per collection: with CPython's 700 a busy service spends its CPU
+# collecting short-lived messages (docs/operations.md, Tuning).
 GC_THRESHOLDS = (50_000, 20, 10)
 
 

@@ -15,7 +15,7 @@ from questlog.projections.views import iso
 
 rfc3339 = iso  # the protocol's timestamps: UTC, milliseconds, Z
 
-# -- error codes (../shared/PROTOCOL.md) ----------------------------------------
+# -- error codes (docs/protocol.md) -------------------------------------------
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600

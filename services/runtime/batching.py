@@ -1,8 +1,8 @@
 """Concurrent single calls coalesced into one batched round trip.
 
-A Redis command costs this process ~150 µs of CPU in redis-py whatever it
-carries, so a gateway answering hundreds of calls at once spends most of its
-time on the client, not on Redis. A `Coalescer` gathers the calls made in the
+A Redis command costs this process more CPU in redis-py, whatever it carries,
+than Redis spends on it, so a gateway answering hundreds of calls at once
+would spend most of its time on the client, not on Redis. A `Coalescer` gathers the calls made in the
 same turn of the event loop, and those made while a batch is in flight, into
 one batch (DataLoader's trick): under load a batch carries many, alone a call
 waits one loop turn.

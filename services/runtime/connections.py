@@ -31,10 +31,10 @@ async def flushed(nc: NATS) -> None:
     nats-py 2.16's `flush()` writes its PING straight to the socket, ahead of
     commands still queued for its flusher task, such as a SUB just made: its
     PONG can come back before the server has seen the SUB, and a request from
-    another connection then finds no responder (3 in 3000 tries here). The
-    first flush gives the flusher its turn; the second PING follows the SUBs.
-    In a cluster this proves only that the server `nc` is connected to has
-    them; the others learn of them a moment later.
+    another connection then finds no responder. The first flush gives the
+    flusher its turn; the second PING follows the SUBs. In a cluster this
+    proves only that the server `nc` is connected to has them; the others
+    learn of them a moment later.
     """
     await nc.flush()
     await nc.flush()
@@ -88,8 +88,8 @@ async def connect(
         )
     except (OSError, nats.errors.Error) as exc:
         raise UnreachableError(f"cannot reach NATS at {settings.nats_url}: {exc or type(exc).__name__}") from None
-    # redis-py's asyncio pool refuses the 101st concurrent command outright
-    # (MaxConnectionsError); a blocking pool makes a burst wait for a connection instead.
+    # redis-py's asyncio pool refuses a command beyond its connection limit outright
+    # (MaxConnectionsError); a blocking pool makes a burst wait for a connection.
     redis = aioredis.Redis.from_pool(  # from_pool: closing the client closes the pool
         aioredis.BlockingConnectionPool.from_url(
             settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT_S

@@ -52,8 +52,8 @@ class Tally:
 class LatencyTally:
     """Append latency by outcome, as cumulative bucket counts (`le`), a count and a sum.
 
-    The SDK histogram's `record` cost a third of an append (docs/benchmarks.md);
-    this costs a bisect and three dict increments. Prometheus reads the
+    The SDK histogram's `record` weighs on every append; this costs a bisect
+    and three dict increments. Prometheus reads the
     buckets as any histogram's: `histogram_quantile(0.95, sum by (le)
     (rate(questlog_append_duration_buckets_total[5m])))`.
     """

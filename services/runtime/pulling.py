@@ -1,10 +1,10 @@
 """A durable's messages handed over as they arrive, not a full batch at a time.
 
 nats-py's `fetch(n, timeout)` returns once n messages came or the timeout
-passed. A caught-up consumer therefore held the first new message for up to a
-whole timeout (1 s), then handled that second's worth at once: every service
-woke in bursts, and every other process on the machine felt each burst as
-round trips of hundreds of milliseconds. A `Pull` keeps one pull request open
+passed, so a caught-up consumer would hold the first new message for up to a
+whole timeout, then handle that timeout's worth at once: every service would
+wake in bursts, and every other process on the machine would feel each burst
+as slow round trips. A `Pull` keeps one pull request open
 (up to `batch` messages, expiring after `expires_s`) and hands over whatever
 has arrived as soon as anything has; a new request goes out when the open one
 is used up or has ended.

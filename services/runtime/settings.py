@@ -27,7 +27,7 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_s: float = 15.0
     send_queue_size: int = 4096  # messages queued for one socket before it is closed 4008
     deflate_idle_s: float = 5.0  # a socket quiet this long gives its compressor back (gateway/deflate.py)
-    ws_deflate: bool = True  # offer permessage-deflate (≈21 KB more per idle socket, docs/benchmarks.md)
+    ws_deflate: bool = True  # offer permessage-deflate (costs memory per idle socket: docs/benchmarks.md)
     max_inflight: int = 32  # requests one socket may have in progress; reading pauses beyond
     max_conns_per_player: int = 5  # per gateway process
     max_conns_per_ip: int = 100  # per gateway process

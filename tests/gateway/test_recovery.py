@@ -1,4 +1,4 @@
-"""Recovery exactly as PROTOCOL.md says: missed events in order, then live ones; else the state."""
+"""Recovery exactly as docs/protocol.md says: missed events in order, then live ones; else the state."""
 
 from __future__ import annotations
 
