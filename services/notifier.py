@@ -229,9 +229,9 @@ async def serve_notifier(wiring: Wiring, stop: asyncio.Event, *, rt: Any = None,
         else None
     )
     notifier = Notifier(wiring.store.registry, presence, inbox, webhook)
-    wiring.ready("notifier").set()
     try:
-        await run_consumer(wiring.nc, notifier_spec(wiring.settings, durable), notifier.handle, stop)
+        spec = notifier_spec(wiring.settings, durable)
+        await run_consumer(wiring.nc, spec, notifier.handle, stop, ready=wiring.ready("notifier"))
     finally:
         if webhook is not None:
             await webhook.close()

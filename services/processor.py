@@ -156,7 +156,9 @@ async def serve_processor(
     s = wiring.settings
     events = ConsumerSpec.of_service(s, "processor", [events_of_type(t) for t in TRIGGERS])
     timers = ConsumerSpec.of_service(s, "processor-timers", [DUE_SUBJECTS], stream=s.streams.timers)
+    events_ready, timers_ready = asyncio.Event(), asyncio.Event()
     await asyncio.gather(
-        run_consumer(wiring.nc, events, processor.on_event, stop),
-        run_consumer(wiring.nc, timers, processor.on_timer, stop),
+        run_consumer(wiring.nc, events, processor.on_event, stop, ready=events_ready),
+        run_consumer(wiring.nc, timers, processor.on_timer, stop, ready=timers_ready),
+        wiring.ready_when("processor", events_ready, timers_ready),
     )

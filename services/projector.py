@@ -55,4 +55,4 @@ def projector_spec(wiring: Wiring) -> ConsumerSpec:
 
 async def serve_projector(wiring: Wiring, stop: asyncio.Event) -> None:
     projector = Projector(await wiring.players(), ReadModels(wiring.redis))
-    await run_consumer(wiring.nc, projector_spec(wiring), projector.on_event, stop)
+    await run_consumer(wiring.nc, projector_spec(wiring), projector.on_event, stop, ready=wiring.ready("projector"))

@@ -45,4 +45,4 @@ async def serve_reward(wiring: Wiring, stop: asyncio.Event, *, rules: Rules | No
     rules = rules or load_rules(time_scale=wiring.settings.time_scale)
     service = RewardService(wiring, rules, await wiring.players())
     spec = ConsumerSpec.of_service(wiring.settings, "reward", [events_of_type("task.step_completed")])
-    await run_consumer(wiring.nc, spec, service.on_step, stop)
+    await run_consumer(wiring.nc, spec, service.on_step, stop, ready=wiring.ready("reward"))

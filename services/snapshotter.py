@@ -29,9 +29,10 @@ class Snapshotter:
 
 
 async def serve_snapshotter(wiring: Wiring, stop: asyncio.Event) -> None:
-    kv = await wiring.js.key_value(wiring.settings.streams.snapshots)
+    kv = await wiring.snapshots_bucket()
     snapshots = SnapshotStore(kv, PlayerState, STATE_SCHEMA)
     # a repository that folds from the last snapshot: each snapshot builds on the previous one
     repo = PlayerRepository(wiring.store, snapshots, cache_size=1000)
     spec = ConsumerSpec.of_service(wiring.settings, "snapshotter", [EVENTS_WILDCARD])
-    await run_consumer(wiring.nc, spec, Snapshotter(repo, snapshots, wiring.settings.snapshot_every).on_event, stop)
+    snapshotter = Snapshotter(repo, snapshots, wiring.settings.snapshot_every)
+    await run_consumer(wiring.nc, spec, snapshotter.on_event, stop, ready=wiring.ready("snapshotter"))

@@ -16,6 +16,7 @@ from questlog.gateway.auth import issue_token
 from questlog.services.runtime.connections import UnreachableError, Wiring, connect
 from questlog.services.runtime.embedded import EmbeddedError, ServerProcess, check_port_free, nats_server, redis_server
 from questlog.services.runtime.settings import Settings
+from questlog.services.runtime.startup import StartupTimeout
 from questlog.services.runtime.telemetry import serve_metrics, setup_telemetry
 
 from .roster import ServiceMain, services
@@ -78,7 +79,7 @@ async def up(settings: Settings, console: Console | None = None) -> int:
                 ready.cancel()
             await runner
         return 0
-    except (EmbeddedError, StreamMismatch, UnreachableError) as exc:
+    except (EmbeddedError, StreamMismatch, UnreachableError, StartupTimeout) as exc:
         print(f"questlog up: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -113,11 +114,23 @@ async def run_one(settings: Settings, name: str, main: ServiceMain) -> int:
     stop = asyncio.Event()
     _stop_on_signals(stop)
     telemetry = setup_telemetry(f"questlog-{name}")
-    metrics = await serve_metrics(settings.http_host, settings.metrics_port) if settings.metrics_port else None
+    serving: list[Wiring] = []  # the wiring once connected: /readyz asks it
+    metrics = (
+        await serve_metrics(
+            settings.http_host, settings.metrics_port, ready=lambda: bool(serving) and serving[0].ready(name).is_set()
+        )
+        if settings.metrics_port
+        else None
+    )
     try:
         async with connect(settings, name=f"questlog-{name}") as wiring:
+            serving.append(wiring)
             tune_gc()
             await run_services(wiring, {name: main}, stop)
+    except (UnreachableError, StartupTimeout, StreamMismatch) as exc:
+        log.error("questlog run %s: %s", name, exc)
+        print(f"questlog run {name}: {exc}", file=sys.stderr)
+        return 1
     finally:
         if metrics is not None:
             await metrics.cleanup()

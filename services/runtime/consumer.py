@@ -28,17 +28,15 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import ServiceUnavailableError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from .metrics import QuestlogMetrics
 from .pulling import Pull, PullRefused
 from .settings import Settings
+from .startup import patiently
 
 log = logging.getLogger("questlog.consumer")
 _tracer = trace.get_tracer("questlog.consumer")
@@ -60,6 +58,7 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
     batch: int = 128
     max_ack_pending: int = 4096
     dead_letter_subject: str = "deadletter"
+    startup_timeout_s: float = 120.0  # how long creating the durable may wait for the cluster
 
     @classmethod
     def of_service(
@@ -71,6 +70,7 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
             stream=stream or settings.streams.events,
             filter_subjects=filter_subjects,
             ack_wait_s=settings.ack_wait_s,
+            startup_timeout_s=settings.startup_timeout_s,
         )
 
     def config(self) -> ConsumerConfig:
@@ -105,21 +105,23 @@ async def run_consumer(
     key: Callable[[Msg], str] = player_key,
     wait_s: float = 1.0,
     metrics: QuestlogMetrics | None = None,
+    ready: asyncio.Event | None = None,
 ) -> None:
-    """Handle the durable's messages until `stop`; `wait_s` bounds each wait for new ones."""
+    """Handle the durable's messages until `stop`; `wait_s` bounds each wait for new ones.
+
+    `ready` is set once the durable exists and messages are being asked for.
+    """
     metrics = metrics or QuestlogMetrics.from_global()
     js = nc.jetstream()
-    while True:  # the durable may be unavailable for a moment (a cluster electing leaders)
-        try:
-            await ensure_consumer(js, spec)
-            break
-        except (TimeoutError, NatsTimeout, NoRespondersError, ServiceUnavailableError) as exc:
-            log.warning("cannot create the durable yet; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait_s)
-            if stop.is_set():
-                return
+    # the durable's raft group may still be electing (a fresh cluster, a fail-over)
+    await patiently(
+        f"create the durable consumer {spec.durable}",
+        lambda: ensure_consumer(js, spec),
+        deadline_s=spec.startup_timeout_s,
+    )
     pull = await Pull(nc, spec.stream, spec.durable, batch=spec.batch).start()
+    if ready is not None:
+        ready.set()
     stopping = asyncio.create_task(stop.wait())
     stopping.add_done_callback(lambda _: pull.interrupt())
     lag_at = await _measure_lag(js, spec, metrics)

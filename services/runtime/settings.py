@@ -70,6 +70,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_every: int = 50
     replay_limit: int = 1000
     ack_wait_s: float = 30.0  # a message a crashed consumer held comes back after this
+    startup_timeout_s: float = 120.0  # how long a starting service waits for NATS and JetStream
     max_frame_bytes: int = 65536
     dev_mode: bool = False
     log_level: str = "INFO"
@@ -142,6 +143,7 @@ _ENV = {
     "QUESTLOG_SNAPSHOT_EVERY": "snapshot_every",
     "QUESTLOG_REPLAY_LIMIT": "replay_limit",
     "QUESTLOG_ACK_WAIT_S": "ack_wait_s",
+    "QUESTLOG_STARTUP_TIMEOUT_S": "startup_timeout_s",
     "QUESTLOG_MAX_FRAME_BYTES": "max_frame_bytes",
     "QUESTLOG_DEV_MODE": "dev_mode",
     "QUESTLOG_LOG_LEVEL": "log_level",
@@ -199,6 +201,8 @@ def _check(s: Settings) -> None:
             "invalid setting: QUESTLOG_SEND_QUEUE_SIZE must hold a whole replay: "
             "at least 2 × QUESTLOG_REPLAY_LIMIT + 64"
         )
+    if not 1 <= s.startup_timeout_s <= 3600:
+        raise SettingsError("invalid setting: QUESTLOG_STARTUP_TIMEOUT_S must be between 1 and 3600 seconds")
     if not 5 <= s.ack_wait_s <= 3600:
         raise SettingsError("invalid setting: QUESTLOG_ACK_WAIT_S must be between 5 and 3600 seconds")
     if s.snapshot_every < 1 or s.replay_limit < 1 or s.max_frame_bytes < 1024:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from opentelemetry import metrics as otel_metrics
@@ -183,14 +183,28 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=prometheus_text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def serve_metrics(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> web.AppRunner:
-    """`/metrics` on its own port, for services that have no HTTP server of their own."""
+async def serve_metrics(
+    host: str, port: int, registry: CollectorRegistry = REGISTRY, *, ready: Callable[[], bool] | None = None
+) -> web.AppRunner:
+    """`/metrics`, `/healthz` and `/readyz` on their own port, for services without an HTTP server.
+
+    `/readyz` answers 200 once `ready()` is true (the service serves), 503 before.
+    """
 
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=prometheus_text(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def readyz(request: web.Request) -> web.Response:
+        is_ready = ready is None or ready()
+        return web.json_response({"ready": is_ready}, status=200 if is_ready else 503)
+
     app = web.Application()
     app.router.add_get("/metrics", handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
