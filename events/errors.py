@@ -51,5 +51,13 @@ class DuplicateAppend(EventLogError):
         super().__init__(f"player {player_id}: append {msg_id} already landed")
 
 
+class ReadBehind(EventLogError):
+    """A read kept coming back without an event the stream is known to hold (a replica behind)."""
+
+    def __init__(self, player_id: str, needed_seq: int, got_seq: int) -> None:
+        self.player_id, self.needed_seq, self.got_seq = player_id, needed_seq, got_seq
+        super().__init__(f"player {player_id}: the log read ends at sequence {got_seq}, before {needed_seq}")
+
+
 class AppendFailed(EventLogError):
     """The server refused an append for a reason other than a conflict."""

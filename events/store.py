@@ -97,6 +97,13 @@ _ack_decoder = msgspec.json.Decoder(_PubAck)
 _json = msgspec.json.Encoder()
 
 
+def _at_least(query: dict[str, object], seq: int) -> dict[str, object]:
+    """A direct get only a replica holding `seq` may answer (nats-server 2.12+, ADR-53)."""
+    if seq > 0:
+        query["min_last_seq"] = seq
+    return query
+
+
 class _Replies:
     """One wildcard inbox subscription for all of a store's batched direct gets.
 
@@ -260,9 +267,11 @@ class EventStore:
         assert ack is not None
         try:
             return self._settle(player_id, expected, recorded, ack)
-        except ConcurrencyConflict:
+        except ConcurrencyConflict as conflict:
             # A retry whose first attempt landed meets its own events: say so.
-            landed = await self.read(player_id, after_seq=expected.seq, limit=len(recorded))
+            landed = await self.read(
+                player_id, after_seq=expected.seq, limit=len(recorded), at_least_seq=conflict.actual_seq or 0
+            )
             mine = (command_id, causation_id)
             if len(landed) == len(recorded) and all((r.command_id, r.causation_id) == mine for r in landed):
                 raise DuplicateAppend(player_id, f"{player_id}:{key}", landed) from None
@@ -291,6 +300,7 @@ class EventStore:
         from_version: int = 1,
         to_version: int | None = None,
         limit: int | None = None,
+        at_least_seq: int = 0,
     ) -> list[Recorded]:
         """A player's events in order, from stream sequence `after_seq + 1`.
 
@@ -299,9 +309,14 @@ class EventStore:
         near the end (a client resuming) walks the back-pointers from the last
         event; farther back it first finds where that version sits in the
         stream, so it costs O(log n) small requests, not a scan of the history.
+
+        `at_least_seq`: the stream is known to hold this sequence (an event a
+        consumer was handed, a conflict's last sequence). Any replica may answer
+        a direct get; asked with `min_last_seq`, one that is behind passes the
+        request to the leader instead of answering without it.
         """
         if from_version > 1 and after_seq == 0:
-            last = await self._last_msg(player_id)
+            last = await self._last_msg(player_id, at_least_seq)
             walked = (
                 await self._walk_back(last, self._decode(last), player_id, from_version) if last is not None else []
             )
@@ -309,7 +324,7 @@ class EventStore:
                 if to_version is not None:
                     walked = [r for r in walked if r.version <= to_version]
                 return walked[:limit] if limit is not None else walked
-        return await self._scan(player_id, after_seq, from_version, to_version, limit)
+        return await self._scan(player_id, after_seq, from_version, to_version, limit, at_least_seq)
 
     async def since(self, player_id: str, version: int, limit: int) -> Tail:
         """Where the player stands and, if at most `limit` behind, the events after `version`.
@@ -332,7 +347,13 @@ class EventStore:
         return Tail(position, events)
 
     async def _scan(
-        self, player_id: str, after_seq: int, from_version: int, to_version: int | None, limit: int | None
+        self,
+        player_id: str,
+        after_seq: int,
+        from_version: int,
+        to_version: int | None,
+        limit: int | None,
+        at_least_seq: int = 0,
     ) -> list[Recorded]:
         """Batched subject-filtered gets from `after_seq` (found by binary search if 0 and a version is asked)."""
         if from_version > 1 and after_seq == 0:
@@ -341,7 +362,8 @@ class EventStore:
                 return []
         out: list[Recorded] = []
         # aclosing: leaving early must unsubscribe now, not whenever the generator is collected
-        async with contextlib.aclosing(self._direct_batches(player_events(player_id), after_seq + 1)) as batches:
+        batches_from = self._direct_batches(player_events(player_id), after_seq + 1, at_least_seq)
+        async with contextlib.aclosing(batches_from) as batches:
             async for rec in batches:
                 if rec.version < from_version:
                     continue
@@ -419,8 +441,8 @@ class EventStore:
         finally:
             self._replies.close(reply)
 
-    async def _last_msg(self, player_id: str) -> Msg | None:
-        msg, status = await self._direct({"last_by_subj": player_events(player_id)})
+    async def _last_msg(self, player_id: str, at_least_seq: int = 0) -> Msg | None:
+        msg, status = await self._direct(_at_least({"last_by_subj": player_events(player_id)}, at_least_seq))
         if status == "404":
             return None
         if status is not None:
@@ -463,11 +485,11 @@ class EventStore:
                 return found.seq - 1
         return lo - 1
 
-    async def _direct_batches(self, subject: str, start_seq: int) -> AsyncGenerator[Recorded]:
+    async def _direct_batches(self, subject: str, start_seq: int, at_least_seq: int = 0) -> AsyncGenerator[Recorded]:
         seq = start_seq
         while True:
             pending = 0
-            query = {"seq": seq, "next_by_subj": subject, "batch": READ_BATCH}
+            query = _at_least({"seq": seq, "next_by_subj": subject, "batch": READ_BATCH}, at_least_seq)
             async with contextlib.aclosing(self._batch(query)) as answers:
                 async for msg in answers:
                     status = (msg.headers or {}).get("Status")
@@ -487,9 +509,9 @@ class EventStore:
     def _decode(self, msg: Msg) -> Recorded:
         return decode_stored(msg, self._registry)
 
-    async def position(self, player_id: str) -> Position:
+    async def position(self, player_id: str, at_least_seq: int = 0) -> Position:
         """The aggregate's last version and sequence, from one direct get."""
-        msg = await self._last_msg(player_id)
+        msg = await self._last_msg(player_id, at_least_seq)
         if msg is None:
             return Position()
         rec = self._decode(msg)

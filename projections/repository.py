@@ -39,13 +39,18 @@ class PlayerRepository:
         """Loading from the newest snapshot (written by the snapshotter) plus the events after it."""
         return cls(store, SnapshotStore(kv, PlayerState, STATE_SCHEMA), cache_size=cache_size)
 
-    async def load(self, player_id: str, *, fresh: bool = True) -> PlayerState:
+    async def load(self, player_id: str, *, fresh: bool = True, at_least_seq: int = 0) -> PlayerState:
+        """The player's state; `fresh` reads what the log holds after the cached state.
+
+        `at_least_seq`: a sequence the stream is known to hold (the event that
+        triggered the caller), passed to the read so no replica answers without it.
+        """
         state = self._cache.get(player_id)
         if state is None:
             state = await self._base(player_id)
             fresh = True
         if fresh:
-            for rec in await self._store.read(player_id, after_seq=state.last_seq):
+            for rec in await self._store.read(player_id, after_seq=state.last_seq, at_least_seq=at_least_seq):
                 state = evolve(state, rec)
         self.remember(state)
         return state
@@ -73,12 +78,15 @@ class PlayerRepository:
         self.remember(state)
         return state
 
-    async def load_at(self, player_id: str, version: int) -> PlayerState:
+    async def load_at(self, player_id: str, version: int, *, at_least_seq: int = 0) -> PlayerState:
         """Time travel: the state exactly at `version` (from a snapshot at or before it)."""
         state = await self._base(player_id)
         if state.version > version:
             state = initial_state(player_id)
-        for rec in await self._store.read(player_id, after_seq=state.last_seq, to_version=version):
+        events = await self._store.read(
+            player_id, after_seq=state.last_seq, to_version=version, at_least_seq=at_least_seq
+        )
+        for rec in events:
             state = evolve(state, rec)
         return state
 

@@ -23,6 +23,7 @@ from nats.micro.service import EndpointConfig, ServiceConfig
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
+from questlog.events.errors import ReadBehind
 from questlog.events.schema import Recorded
 from questlog.events.subjects import valid_player_id
 from questlog.projections.read_models import ReadModels
@@ -65,7 +66,7 @@ def domain_error(exc: Exception) -> RpcError:
         return protocol.conflict(exc.current_version)
     if isinstance(exc, InvalidCommand):
         return protocol.invalid_params(exc.field, exc.reason)
-    if isinstance(exc, TooMuchContention):
+    if isinstance(exc, TooMuchContention | ReadBehind):
         return protocol.internal("the queue is changing too fast; try again")
     return protocol.internal()
 

@@ -9,12 +9,13 @@ is always a decision over the state it was actually appended after.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from opentelemetry import trace
 
-from questlog.events.errors import ConcurrencyConflict, DuplicateAppend
+from questlog.events.errors import ConcurrencyConflict, DuplicateAppend, ReadBehind
 from questlog.events.schema import NewEvent, Recorded
 from questlog.events.store import EventStore, Position
 from questlog.projections.player import evolve
@@ -51,6 +52,7 @@ class DecisionLoop:
         causation_id: str | None = None,
         fresh: bool = False,
         seen: Recorded | None = None,
+        after_seq: int = 0,
     ) -> Outcome[R]:
         """Decide over the player's state and append; `decide` may raise domain errors.
 
@@ -63,14 +65,31 @@ class DecisionLoop:
         holding `seen`, so what later events make due is decided when they
         arrive. A service's `causation_id` gets `@v<version>` appended: two instances
         deciding over the same state make the same decision under the same id.
+
+        `after_seq`: the stream sequence of what triggered the decision (the
+        event a consumer was handed, the state a timer was set from). No
+        decision is taken on a state that does not reach it: a replica behind
+        the leader may answer a read without the trigger, and deciding "nothing
+        to do" there, then acknowledging, would lose the trigger for good.
+        Such a read is asked again; `ReadBehind` if it never catches up.
         """
+        needed = after_seq
+        reached: int | None = None  # where a read behind `needed` ended, in the last attempt
         with _tracer.start_as_current_span("decide_and_append", attributes={"player.id": player_id}):
-            for _ in range(self.max_attempts):
+            for attempt in range(self.max_attempts):
+                reached = None
                 state = self.repo.holding(seen) if seen is not None else None
                 seen = None  # the first attempt only
                 read_now = fresh and state is None
                 if state is None:
-                    state = await self.repo.load(player_id, fresh=fresh)
+                    state = await self.repo.load(player_id, fresh=fresh, at_least_seq=needed)
+                if state.last_seq < needed:
+                    read_now = True
+                    state = await self.repo.load(player_id, fresh=True, at_least_seq=needed)
+                    if state.last_seq < needed:
+                        reached = state.last_seq
+                        await asyncio.sleep(min(0.5, 0.01 * 2**attempt))  # backoff: let the replica catch up
+                        continue
                 try:
                     events, result = decide(state)
                 except Exception:
@@ -93,11 +112,14 @@ class DecisionLoop:
                 except DuplicateAppend as landed:
                     # this very decision is already in the log (a retried append): it stands
                     recorded = landed.landed
-                except ConcurrencyConflict:
+                except ConcurrencyConflict as conflict:
                     fresh = True
+                    needed = max(needed, conflict.actual_seq or 0)
                     continue
                 for rec in recorded:
                     state = evolve(state, rec)
                 self.repo.remember(state)
                 return Outcome(state, recorded, result)
+        if reached is not None:
+            raise ReadBehind(player_id, needed, reached)
         raise TooMuchContention(f"player {player_id}: {self.max_attempts} conflicting attempts")

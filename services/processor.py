@@ -70,6 +70,7 @@ def next_timer(state: PlayerState) -> Timer | None:
         kind=due.kind,
         step=due.step,
         due_at=due.due_at,
+        after_seq=state.last_seq,
     )
 
 
@@ -101,12 +102,13 @@ class Processor:
         rec = codec.decode(msg.data, self.registry, msg.metadata.sequence.stream)
         # In the middle of an append (a reward and the level-up after it), the
         # state up to this event is one the log never rested at: read instead.
-        await self.drive(rec.player_id, seen=rec if ends_its_append(msg.headers or {}) else None)
+        seen = rec if ends_its_append(msg.headers or {}) else None
+        await self.drive(rec.player_id, seen=seen, after_seq=rec.seq)
 
     async def on_timer(self, msg: Msg) -> None:
         timer = timer_decoder.decode(msg.data)
         await self.fire(timer)
-        await self.drive(timer.player_id)
+        await self.drive(timer.player_id, after_seq=timer.after_seq)
 
     async def fire(self, timer: Timer) -> None:
         """A due timer: complete the step, or restart the task for a retry (stale ones do nothing)."""
@@ -116,12 +118,19 @@ class Processor:
                 return engine.retry(state, timer.task_id, timer.attempt, timer.due_at), None
             return engine.complete_step(state, timer.task_id, timer.step, timer.attempt, timer.due_at), None
 
-        await self.loop.run(timer.player_id, decide, causation_id=f"timer:{timer.schedule_subject}", fresh=True)
+        await self.loop.run(
+            timer.player_id,
+            decide,
+            causation_id=f"timer:{timer.schedule_subject}",
+            fresh=True,
+            after_seq=timer.after_seq,
+        )
 
-    async def drive(self, player_id: str, *, seen: Recorded | None = None) -> None:
+    async def drive(self, player_id: str, *, seen: Recorded | None = None, after_seq: int = 0) -> None:
         """Start what can start; then schedule, or at once complete, what is due next.
 
         `seen`: the event that made us drive, so a cached state holding it needs no read.
+        `after_seq`: what triggered us is at this sequence; no decision is taken on less.
         """
         outcome = await self.loop.run(
             player_id,
@@ -129,6 +138,7 @@ class Processor:
             causation_id="advance",
             fresh=True,
             seen=seen,
+            after_seq=after_seq,
         )
         state = outcome.state
         timer = next_timer(state)

@@ -43,7 +43,7 @@ class Projector:
             # Seen past this event already (a redelivery): what the cache holds
             # was written, or is the middle of an append whose last event writes.
             return
-        state = held or await self.repo.load(rec.player_id, fresh=True)
+        state = held or await self.repo.load(rec.player_id, fresh=True, at_least_seq=rec.seq)
         if state.last_seq < rec.seq:
             raise RuntimeError("the log is behind the event being projected; retry")  # never silently stale
         await self.write(state)

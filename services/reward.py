@@ -38,6 +38,7 @@ class RewardService:
             lambda s: (engine.settle_step(s, step.task_id, step.step, self.rules), None),
             causation_id=f"reward:{step.task_id}:{step.step}",
             fresh=True,
+            after_seq=rec.seq,
         )
 
 

@@ -7,6 +7,7 @@ import asyncio
 from nats.aio.msg import Msg
 
 from questlog.events import codec
+from questlog.events.errors import ReadBehind
 from questlog.events.subjects import EVENTS_WILDCARD
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.snapshots import SnapshotStore
@@ -24,7 +25,9 @@ class Snapshotter:
         rec = codec.decode(msg.data, self.registry, msg.metadata.sequence.stream)
         if rec.version % self.every:
             return
-        state = await self.repo.load_at(rec.player_id, rec.version)
+        state = await self.repo.load_at(rec.player_id, rec.version, at_least_seq=rec.seq)
+        if state.version != rec.version:
+            raise ReadBehind(rec.player_id, rec.seq, state.last_seq)  # redelivered, never a wrong snapshot
         await self.snapshots.put(rec.player_id, state)
 
 

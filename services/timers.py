@@ -33,6 +33,8 @@ class Timer(msgspec.Struct, frozen=True, kw_only=True):
     kind: str  # "step" | "retry"
     step: int
     due_at: datetime
+    # the stream sequence of the state the timer was set from: it fires no decision on less
+    after_seq: int = 0
 
     @property
     def schedule_subject(self) -> str:
