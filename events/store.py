@@ -169,8 +169,10 @@ class EventStore:
         self._registry = registry or default_registry()
         self._timeout = timeout
         self._replies = _Replies(nc)
-        self._epoch: tuple[float, str] | None = None
+        self._epoch: tuple[float, int, str] | None = None  # (when, the connection's reconnects, epoch)
         self._epoch_asked: asyncio.Future[str] | None = None  # the one stream info in flight
+        self._stream_changes = 0  # advisories that the stream was created, deleted or updated
+        self._advisories: asyncio.Future[None] | None = None
         self._metrics = metrics or _Unobserved()
 
     @property
@@ -509,6 +511,11 @@ class EventStore:
     def _decode(self, msg: Msg) -> Recorded:
         return decode_stored(msg, self._registry)
 
+    async def at(self, seq: int) -> Recorded | None:
+        """The event stored at `seq` (one exact direct get); None if there is none."""
+        msg = await self._get(seq)
+        return self._decode(msg) if msg is not None and msg.data else None
+
     async def position(self, player_id: str, at_least_seq: int = 0) -> Position:
         """The aggregate's last version and sequence, from one direct get."""
         msg = await self._last_msg(player_id, at_least_seq)
@@ -557,12 +564,15 @@ class EventStore:
         """The incarnation of the log: the stream's creation time. A new stream, a new epoch.
 
         Asked once per `EPOCH_TTL_S` at most (every resume needs it, and a stream
-        info costs the server far more than a read); a stream recreated meanwhile
-        is noticed within that time.
+        info costs the server far more than a read). The server's advisory that
+        the stream was deleted or created drops the cached epoch at once, and so
+        does a reconnect (advisories sent meanwhile were missed): a recreated
+        stream is never given out under its predecessor's epoch.
         """
         now = time.monotonic()
-        if self._epoch is not None and now - self._epoch[0] < EPOCH_TTL_S:
-            return self._epoch[1]
+        cached = self._epoch
+        if cached is not None and now - cached[0] < EPOCH_TTL_S and cached[1] == self._nc.stats["reconnects"]:
+            return cached[2]
         # A reconnect storm comes after a quiet spell, when the cached epoch has
         # expired: its thousand resumes share one stream info, not one each.
         if self._epoch_asked is None:
@@ -571,11 +581,27 @@ class EventStore:
         return await asyncio.shield(self._epoch_asked)
 
     async def _ask_epoch(self) -> str:
+        if self._advisories is None:
+            self._advisories = asyncio.ensure_future(self._follow_stream_changes())
+        try:
+            await asyncio.shield(self._advisories)
+        except Exception:  # asked again next time; meanwhile the TTL bounds a stale epoch
+            self._advisories = None
+        changes, reconnects = self._stream_changes, self._nc.stats["reconnects"]
         info = await self._nc.jetstream().stream_info(self._stream)
         created = info.created
         epoch = created.strftime("%Y%m%dT%H%M%S%fZ") if created else "0"
-        self._epoch = (time.monotonic(), epoch)
+        if changes == self._stream_changes:  # else the answer may predate the change: ask again next time
+            self._epoch = (time.monotonic(), reconnects, epoch)
         return epoch
+
+    async def _follow_stream_changes(self) -> None:
+        async def changed(msg: Msg) -> None:
+            self._stream_changes += 1
+            self._epoch = None
+
+        await self._nc.subscribe(f"$JS.EVENT.ADVISORY.STREAM.*.{self._stream}", cb=changed)
+        await self._nc.flush()
 
     def _epoch_answered(self, asked: asyncio.Future[str]) -> None:
         self._epoch_asked = None

@@ -8,10 +8,12 @@ loads again with `fresh=True`, which reads only the events after the cache.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 
 from nats.js.kv import KeyValue
 
+from questlog.events.errors import EventLogError
 from questlog.events.registry import EventRegistry
 from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
@@ -19,6 +21,8 @@ from questlog.events.store import EventStore
 from .player import evolve, initial_state
 from .snapshots import SnapshotStore
 from .state import STATE_SCHEMA, PlayerState
+
+log = logging.getLogger("questlog.repository")
 
 
 class PlayerRepository:
@@ -97,9 +101,26 @@ class PlayerRepository:
     async def _base(self, player_id: str) -> PlayerState:
         if self._snapshots is not None:
             snap = await self._snapshots.get(player_id)
-            if snap is not None and snap.player_id == player_id:
+            if snap is not None and snap.player_id == player_id and await self._in_the_log(snap):
                 return snap
         return initial_state(player_id)
+
+    async def _in_the_log(self, snap: PlayerState) -> bool:
+        """Whether the log holds the snapshot's last event where it says: a stream restored
+        from a backup, or recreated, makes the bucket's snapshots describe another log."""
+        if snap.version == 0:
+            return True
+        try:
+            there = await self._store.at(snap.last_seq)
+        except EventLogError:  # not an event of ours at that sequence
+            there = None
+        if there is not None and there.player_id == snap.player_id and there.version == snap.version:
+            return True
+        log.warning(
+            "ignoring a snapshot the log does not match",
+            extra={"player_id": snap.player_id, "version": snap.version, "seq": snap.last_seq},
+        )
+        return False
 
     def remember(self, state: PlayerState) -> None:
         """Keep a state this process just built (e.g. after its own append), unless a newer one is cached."""

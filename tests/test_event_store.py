@@ -22,7 +22,8 @@ from questlog.events.schema import (
     QueueResumed,
     Recorded,
 )
-from questlog.events.store import APPEND_END, EventStore, Position, ends_its_append
+from questlog.events.store import APPEND_END, EPOCH_TTL_S, EventStore, Position, ends_its_append
+from questlog.events.streams import ensure_streams
 from questlog.events.subjects import event_subject, player_events
 from questlog.services.runtime.connections import flushed
 from questlog.services.runtime.settings import Settings
@@ -353,3 +354,18 @@ async def test_the_last_event_of_each_append_is_told_apart(
     assert ends_its_append(last), "events stored before Questlog-Append-End: the server's Nats-Batch-Commit"
     del last["Nats-Batch-Commit"]
     assert not ends_its_append(last)
+
+
+async def test_a_recreated_stream_is_never_given_out_under_the_old_epoch(tmp_path: Path) -> None:
+    """The cached epoch is dropped when the server says the stream was deleted or made again,
+    well before its time to live (EPOCH_TTL_S) runs out."""
+    async with private_stack(tmp_path) as (settings, nc, _env):
+        store = EventStore(nc, settings.streams.events)
+        before = await store.epoch()
+        js = nc.jetstream()
+        await js.delete_stream(settings.streams.events)
+        await ensure_streams(js, settings.streams, settings.replicas)
+        async with asyncio.timeout(EPOCH_TTL_S / 2):
+            while (after := await store.epoch()) == before:
+                await asyncio.sleep(0.01)  # the advisory reaches this connection: nothing to await but it
+    assert after != before

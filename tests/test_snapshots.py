@@ -51,7 +51,7 @@ async def test_snapshotter_writes_every_n_and_loading_from_it_equals_a_full_fold
     assert loaded.version == events[-1].version
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "older-schema", "other-player"])
+@pytest.mark.parametrize("damage", ["corrupt", "older-schema", "other-player", "another-log", "not-this-version"])
 async def test_a_bad_snapshot_falls_back_to_the_events(
     call, nc: NATS, store: EventStore, settings: Settings, player_id: str, damage: str
 ) -> None:
@@ -63,8 +63,12 @@ async def test_a_bad_snapshot_falls_back_to_the_events(
         await kv.put(player_id, b'{"schema": 1, "state": {"player_id": 42')
     elif damage == "older-schema":
         await kv.put(player_id, msgspec.json.encode({"schema": STATE_SCHEMA - 1, "state": {"player_id": player_id}}))
-    else:
+    elif damage == "other-player":
         other = msgspec.structs.replace(truth, player_id="someone-else", version=1)
+        await kv.put(player_id, msgspec.json.encode({"schema": STATE_SCHEMA, "state": other}))
+    else:  # a stream restored or recreated under the bucket: the snapshot describes another log
+        seq, version = (truth.last_seq + 1000, truth.version) if damage == "another-log" else (truth.last_seq, 1)
+        other = msgspec.structs.replace(truth, last_seq=seq, version=version)
         await kv.put(player_id, msgspec.json.encode({"schema": STATE_SCHEMA, "state": other}))
     assert await PlayerRepository.with_snapshots(store, kv).load(player_id) == truth
 
