@@ -9,6 +9,7 @@ import uuid
 import msgspec
 from aiohttp import web
 
+from questlog.projections.read_models import ReadModels
 from questlog.services.contract.command_client import CommandClient
 from questlog.services.notifier import Inbox
 from questlog.services.presence import PresenceLeases, PresenceStore
@@ -18,6 +19,8 @@ from questlog.services.runtime.settings import RealtimeSettings, Settings
 from questlog.services.runtime.telemetry import prometheus_text
 
 from .auth import AuthError, TokenVerifier
+from .live import LiveFeed
+from .positions import PositionCheck
 from .ratelimit import RateLimiter
 from .routing import Caller, Router
 from .session import GOING_AWAY, TOO_MANY, Session
@@ -103,9 +106,14 @@ class Gateway:
         self.otel = QuestlogMetrics.from_global()  # the OpenTelemetry instruments (services/runtime/metrics.py)
         self.router = Router(self)
         self.draining = False
+        self.positions = PositionCheck(self._live_feeds, ReadModels(wiring.redis), rt.live_check_s)
+
+    def _live_feeds(self) -> list[LiveFeed]:
+        return [s.live for s in self.connections.sessions if s.live is not None]
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+CHECKS = web.AppKey("position checks", asyncio.Task[None])
 
 
 def client_ip(request: web.Request) -> str:
@@ -209,10 +217,18 @@ def create_app(wiring: Wiring, rt: RealtimeSettings | None = None) -> web.Applic
     add_web_routes(app, wiring.settings)  # the web client at `/`; `/dev/token` in dev mode only
     app.on_shutdown.append(_drain)
 
+    checking = asyncio.Event()  # set: the position check stops
+
     async def start_leases(app: web.Application) -> None:
         app[GATEWAY].leases.start()
+        app[CHECKS] = asyncio.create_task(app[GATEWAY].positions.run(checking))
+
+    async def stop_checks(app: web.Application) -> None:
+        checking.set()
+        await app[CHECKS]
 
     app.on_startup.append(start_leases)
+    app.on_cleanup.append(stop_checks)
     return app
 
 

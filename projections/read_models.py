@@ -218,6 +218,14 @@ class ReadModels:
         raw = await self.redis.hgetall(f"ql:stats:{await self.active('stats')}")
         return {_text(k): int(v) for k, v in sorted(raw.items())}
 
+    async def positions(self, player_ids: list[str]) -> dict[str, int]:
+        """The stream sequence of each player's newest state in the serving queue projection."""
+        if not player_ids:
+            return {}
+        ns = await self.active("queue")
+        values = await self.redis.hmget(f"ql:queue:{ns}:seq", player_ids)
+        return {p: int(v) for p, v in zip(player_ids, values, strict=True) if v is not None}
+
     async def position(self, name: str) -> int:
         raw = await self.redis.get(f"ql:{name}:{await self.active(name)}:position")
         return int(raw) if raw else 0

@@ -12,7 +12,6 @@ replica does, on a real server; every service must read again rather than decide
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest_asyncio
 from nats.aio.client import Client as NATS
@@ -31,24 +30,8 @@ from questlog.services.runtime.connections import Wiring, connect
 from questlog.services.runtime.settings import Settings
 
 from .direct_gets import watched
+from .lagging import LaggingReplica
 from .rules import T0, World
-
-
-class LaggingReplica(EventStore):
-    """Its first `lagging` reads leave out every event from stream sequence `hidden_from` on."""
-
-    def __init__(self, nc: NATS, stream: str, *, hidden_from: int, lagging: int = 1) -> None:
-        super().__init__(nc, stream)
-        self.hidden_from, self.lagging = hidden_from, lagging
-        self.stale_reads = 0
-
-    async def read(self, player_id: str, **kwargs: Any) -> list[Recorded]:
-        events = await super().read(player_id, **kwargs)
-        if self.lagging > 0:
-            self.lagging -= 1
-            self.stale_reads += 1
-            return [e for e in events if e.seq < self.hidden_from]
-        return events
 
 
 @pytest_asyncio.fixture

@@ -40,6 +40,7 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_presence_subscriptions: int = 500  # per session
     presence_ttl_s: float = 30.0
     presence_sweep_s: float = 1.0
+    live_check_s: float = 5.0  # how often every live session is checked against the log
     inbox_max: int = 100
     webhook_url: str | None = None
     webhook_attempts: int = 5
@@ -117,6 +118,7 @@ _REALTIME_ENV = {
     "QUESTLOG_MAX_PRESENCE_SUBSCRIPTIONS": "max_presence_subscriptions",
     "QUESTLOG_PRESENCE_TTL_S": "presence_ttl_s",
     "QUESTLOG_PRESENCE_SWEEP_S": "presence_sweep_s",
+    "QUESTLOG_LIVE_CHECK_S": "live_check_s",
     "QUESTLOG_INBOX_MAX": "inbox_max",
     "QUESTLOG_WEBHOOK_URL": "webhook_url",
     "QUESTLOG_WEBHOOK_ATTEMPTS": "webhook_attempts",
@@ -193,6 +195,8 @@ def _check(s: Settings) -> None:
         raise SettingsError("invalid setting: QUESTLOG_DEFLATE_IDLE_S must not be negative")
     if rt.listen_backlog < 1:
         raise SettingsError("invalid setting: QUESTLOG_LISTEN_BACKLOG must be at least 1")
+    if rt.live_check_s <= 0:
+        raise SettingsError("invalid setting: QUESTLOG_LIVE_CHECK_S must be positive")
     if rt.send_queue_size < 1 or rt.max_inflight < 1 or rt.presence_ttl_s <= 0 or rt.heartbeat_s <= 0:
         raise SettingsError("invalid setting: queue sizes, TTLs and heartbeats must be positive")
     if s.replay_limit * 2 + 64 > rt.send_queue_size:
