@@ -1,6 +1,6 @@
 """Redis read models: what `queue.get` and `player.get` serve, leaderboards, global stats.
 
-Four projections, each in its own namespace so it can be rebuilt blue/green:
+Five projections, each in its own namespace so it can be rebuilt blue/green:
 
 | name | keys (`<ns>` is `a` or `b`) |
 |---|---|
@@ -8,6 +8,7 @@ Four projections, each in its own namespace so it can be rebuilt blue/green:
 | profile | `ql:profile:<ns>:p:<player>` the player view (JSON) |
 | leaderboard | `ql:leaderboard:<ns>:total`, `ql:leaderboard:<ns>:skill:<skill>` (sorted sets of xp) |
 | stats | `ql:stats:<ns>` (hash: counts per activity), `ql:stats:<ns>:contrib:<player>` |
+| due | `ql:due:<ns>:players` (sorted set: when each queue next needs a service, ms; `due.attention_at`) |
 
 Every projection also keeps `ql:<name>:<ns>:seq` (hash player -> the stream
 sequence its data reflects) and `ql:<name>:<ns>:position` (the highest one).
@@ -15,9 +16,9 @@ One Lua script applies players' new states to any set of projections and
 namespaces atomically, and only if each sequence is newer than the one
 recorded: redelivery, replays and a rebuild racing the live projector all
 converge on the newest state. `ReadModels.project` writes many players'
-states in one script run (the live projector gathers each event-loop turn's). Views are computed at the
-state's own time (never the wall clock), so a rebuild writes the same bytes
-the live path did.
+states in one script run (the live projector gathers each event-loop turn's).
+Views are computed at the state's own time (never the wall clock), so a
+rebuild writes the same bytes the live path did.
 `ql:<name>:active` names the serving namespace; `ql:<name>:building` the one a
 rebuild is filling.
 """
@@ -25,15 +26,17 @@ rebuild is filling.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 
+from .due import attention_at
 from .state import PlayerState
 from .views import player_view, queue_view
 
-NAMES = ("queue", "profile", "leaderboard", "stats")
+NAMES = ("queue", "profile", "leaderboard", "stats", "due")
 NAMESPACES = ("a", "b")
 
 _encoder = msgspec.json.Encoder(order="deterministic")
@@ -54,6 +57,12 @@ local function apply(pid, seq, data, name, ns)
     redis.call('ZADD', 'ql:leaderboard:' .. ns .. ':total', data.total_xp, pid)
     for skill, xp in pairs(data.skill_xp) do
       redis.call('ZADD', 'ql:leaderboard:' .. ns .. ':skill:' .. skill, xp, pid)
+    end
+  elseif name == 'due' then
+    if data.due >= 0 then
+      redis.call('ZADD', 'ql:due:' .. ns .. ':players', data.due, pid)
+    else
+      redis.call('ZREM', 'ql:due:' .. ns .. ':players', pid)
     end
   elseif name == 'stats' then
     local ckey = 'ql:stats:' .. ns .. ':contrib:' .. pid
@@ -140,8 +149,13 @@ def projection_data(state: PlayerState) -> bytes:
             "total_xp": sum(skill_xp.values()),
             "skill_xp": skill_xp,
             "contrib": contribution(state),
+            "due": _millis(attention_at(state)),
         }
     )
+
+
+def _millis(at: datetime | None) -> int:
+    return -1 if at is None else int(at.timestamp() * 1000)
 
 
 def _text(raw: bytes | str) -> str:
@@ -225,6 +239,20 @@ class ReadModels:
         ns = await self.active("queue")
         values = await self.redis.hmget(f"ql:queue:{ns}:seq", player_ids)
         return {p: int(v) for p, v in zip(player_ids, values, strict=True) if v is not None}
+
+    async def overdue(self, before: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """Players whose queue needed a service before `before`, longest overdue first."""
+        ns = await self.active("due")
+        rows = await self.redis.zrangebyscore(
+            f"ql:due:{ns}:players", "-inf", _millis(before), start=0, num=limit, withscores=True
+        )
+        return [(player, datetime.fromtimestamp(ms / 1000, UTC)) for player, ms in _scored(rows)]
+
+    async def postpone(self, player_id: str, until: datetime) -> None:
+        """Look at an overdue player again only after `until` (the sweep found nothing to do);
+        the next state the projector writes replaces it."""
+        ns = await self.active("due")
+        await self.redis.zadd(f"ql:due:{ns}:players", {player_id: _millis(until)}, xx=True)
 
     async def position(self, name: str) -> int:
         raw = await self.redis.get(f"ql:{name}:{await self.active(name)}:position")

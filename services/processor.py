@@ -23,6 +23,8 @@ from questlog.events import codec
 from questlog.events.schema import NewEvent, Recorded
 from questlog.events.store import ends_its_append
 from questlog.events.subjects import events_of_type
+from questlog.projections import due
+from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
 from questlog.services.rules.catalog import Rules, load_rules
@@ -32,6 +34,7 @@ from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 
 from .decision_loop import DecisionLoop
 from .rules import engine
+from .sweep import SWEEP_SUBJECT, Sweep, schedule_sweeps
 from .timers import DUE_SUBJECTS, Timer, TimerScheduler, timer_decoder
 
 log = logging.getLogger("questlog.processor")
@@ -60,16 +63,16 @@ TRIGGERS = (
 
 def next_timer(state: PlayerState) -> Timer | None:
     """The one timer the player's queue waits for now, if any, as a schedulable Timer."""
-    due = engine.next_timer(state)
-    if due is None:
+    found = due.next_timer(state)
+    if found is None:
         return None
     return Timer(
         player_id=state.player_id,
-        task_id=due.task_id,
-        attempt=due.attempt,
-        kind=due.kind,
-        step=due.step,
-        due_at=due.due_at,
+        task_id=found.task_id,
+        attempt=found.attempt,
+        kind=found.kind,
+        step=found.step,
+        due_at=found.due_at,
         after_seq=state.last_seq,
     )
 
@@ -154,6 +157,20 @@ class Processor:
         if timer is not None:
             await self.scheduler.schedule(timer)
 
+    async def unstick(self, player_id: str) -> bool:
+        """Write everything due by now for a queue nothing moved (the sweep), then schedule its
+        next timer; whether anything was written."""
+        moved = False
+        while True:
+            caught = await self.loop.run(
+                player_id, partial(self._catch_up, now=self.clock.now()), causation_id="sweep", fresh=True
+            )
+            if not caught.recorded:
+                break
+            moved = True
+        await self.drive(player_id, after_seq=caught.state.last_seq)
+        return moved
+
     def _catch_up(self, state: PlayerState, now: datetime) -> tuple[list[NewEvent], None]:
         return [e for d in engine.catch_up(state, now, self.rules, CATCH_UP_BATCH) for e in d], None
 
@@ -166,9 +183,13 @@ async def serve_processor(
     s = wiring.settings
     events = ConsumerSpec.of_service(s, "processor", [events_of_type(t) for t in TRIGGERS])
     timers = ConsumerSpec.of_service(s, "processor-timers", [DUE_SUBJECTS], stream=s.streams.timers)
-    events_ready, timers_ready = asyncio.Event(), asyncio.Event()
+    sweep = Sweep(processor.unstick, ReadModels(wiring.redis), processor.clock, s.sweep_grace_s, s.sweep_every_s)
+    await schedule_sweeps(wiring.js, s.sweep_every_s)
+    sweeps = ConsumerSpec.of_service(s, "processor-sweep", [SWEEP_SUBJECT], stream=s.streams.timers)
+    parts = [asyncio.Event() for _ in range(3)]
     await asyncio.gather(
-        run_consumer(wiring.nc, events, processor.on_event, stop, ready=events_ready),
-        run_consumer(wiring.nc, timers, processor.on_timer, stop, ready=timers_ready),
-        wiring.ready_when("processor", events_ready, timers_ready),
+        run_consumer(wiring.nc, events, processor.on_event, stop, ready=parts[0]),
+        run_consumer(wiring.nc, timers, processor.on_timer, stop, ready=parts[1]),
+        run_consumer(wiring.nc, sweeps, sweep.on_tick, stop, ready=parts[2]),
+        wiring.ready_when("processor", *parts),
     )

@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 from questlog.events.schema import NewEvent, PlayerCreated, QueuePaused
 from questlog.events.store import EventStore, Position
 from questlog.events.subjects import player_events
-from questlog.projections.read_models import ReadModels
+from questlog.projections.read_models import NAMES, ReadModels
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
 from questlog.services.projector import Projector
@@ -58,7 +58,7 @@ async def test_states_projected_in_one_turn_go_in_one_script_run(nc: NATS, redis
     states = [created(f"p{i}", xp=i) for i in range(20)]
     applied = await asyncio.gather(*(projector.write(s) for s in states))
     assert read_models.batches == [20]
-    assert applied == [4] * 20, "queue, profile, leaderboard and stats, each once"
+    assert applied == [len(NAMES)] * 20, "queue, profile, leaderboard, stats and due, each once"
     assert await read_models.leaderboard("woodcutting", top=2) == [("p19", 19), ("p18", 18)]
     assert msgspec.json.decode(await redis.get("ql:profile:a:p:p3"))["skills"]["woodcutting"]["xp"] == 3
     assert await read_models.stats() == {"players": 20}
@@ -69,11 +69,11 @@ async def test_projecting_writes_the_building_namespace_too_and_never_goes_backw
     await redis.set("ql:queue:building", "b")  # a rebuild of the queue projection is filling namespace b
     newer = created("p1", xp=5)
     older = msgspec.structs.replace(newer, last_seq=newer.last_seq - 1)
-    assert await read_models.project([newer]) == [5]
+    assert await read_models.project([newer]) == [len(NAMES) + 1], "every projection, and queue:b too"
     assert await redis.get("ql:queue:a:p:p1") == await redis.get("ql:queue:b:p:p1") is not None
     assert await read_models.project([older]) == [0], "an older state changes nothing"
     await redis.delete("ql:queue:building")
-    assert await read_models.project([msgspec.structs.replace(newer, last_seq=newer.last_seq + 1)]) == [4]
+    assert await read_models.project([msgspec.structs.replace(newer, last_seq=newer.last_seq + 1)]) == [len(NAMES)]
     assert await read_models.apply(newer, ["queue:b"]) == 0, "named targets: the same sequence check"
 
 

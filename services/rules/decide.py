@@ -25,6 +25,7 @@ from questlog.events.schema import (
     TaskEnqueued,
     TaskSpec,
 )
+from questlog.projections.due import pending_reward
 from questlog.projections.state import PlayerState, QueueConfig
 from questlog.projections.views import config_view, spec_view
 
@@ -49,7 +50,6 @@ from .engine import (
     gear_problem,
     level_problem,
     level_ups,
-    pending_reward,
     requirement,
     reward_step,
     task_step_seconds,

@@ -31,7 +31,8 @@ from questlog.events.schema import (
     TaskStarted,
     TaskStepCompleted,
 )
-from questlog.projections.player import evolve, step_due_at
+from questlog.projections.due import Timer, next_timer, pending_reward
+from questlog.projections.player import evolve
 from questlog.projections.state import PlayerState, Task, run_order
 
 from . import formulas
@@ -52,16 +53,6 @@ class Requirement(msgspec.Struct, frozen=True, kw_only=True):
     station: str | None
     materials: dict[str, int]  # per unit
     base_seconds: float
-
-
-class Timer(msgspec.Struct, frozen=True, kw_only=True):
-    """The one timer the processor should hold for a player: a step or a retry."""
-
-    kind: str  # step | retry
-    task_id: str
-    attempt: int
-    step: int
-    due_at: datetime
 
 
 def requirement(catalog: Catalog, activity: str, target: str) -> Requirement | None:
@@ -258,31 +249,6 @@ def step_due(state: PlayerState, task_id: str) -> datetime | None:
     if timer is None or timer.kind != "step" or timer.task_id != task_id:
         return None
     return timer.due_at
-
-
-def next_timer(state: PlayerState) -> Timer | None:
-    """The timer the processor should have scheduled for this player, if any."""
-    task = state.current
-    if task is None or state.paused:
-        return None
-    if task.status == "running" and task.steps_done < task.quantity and task.rewarded == task.steps_done:
-        due = step_due_at(task, task.steps_done + 1)
-        if due is None:
-            return None
-        return Timer(kind="step", task_id=task.task_id, attempt=task.attempts, step=task.steps_done + 1, due_at=due)
-    if task.status == "retrying" and task.retry_at is not None:
-        return Timer(
-            kind="retry", task_id=task.task_id, attempt=task.attempts + 1, step=task.steps_done, due_at=task.retry_at
-        )
-    return None
-
-
-def pending_reward(state: PlayerState) -> int | None:
-    """The step of the current task that is completed but not yet rewarded."""
-    task = state.current
-    if task is None or task.rewarded >= task.steps_done:
-        return None
-    return task.rewarded + 1
 
 
 def complete_step(state: PlayerState, task_id: str, step: int, attempt: int, due_at: datetime) -> list[NewEvent]:

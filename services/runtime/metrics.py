@@ -168,6 +168,14 @@ class QuestlogMetrics:
             "{event}",
             "Events sent to clients to recover what they missed",
         )
+        self.stuck = Tally("moved")
+        _observed(
+            meter,
+            "questlog.sweep.stuck",
+            self.stuck,
+            "{player}",
+            "Queues the stuck-queue sweep found overdue, by whether catching up moved them",
+        )
         self.rate_limited = Tally("scope")
         _observed(
             meter, "questlog.gateway.rate_limited", self.rate_limited, "{request}", "Requests refused by a rate limit"
@@ -219,6 +227,9 @@ class QuestlogMetrics:
 
     def lag(self, consumer: str, num_pending: int) -> None:
         self.consumer_lag.set(num_pending, {"consumer": consumer})
+
+    def stuck_found(self, moved: bool) -> None:
+        self.stuck.counts[("true" if moved else "false",)] += 1
 
     # -- gateway ---------------------------------------------------------------
 

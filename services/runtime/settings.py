@@ -72,6 +72,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     replay_limit: int = 1000
     ack_wait_s: float = 30.0  # a message a crashed consumer held comes back after this
     startup_timeout_s: float = 120.0  # how long a starting service waits for NATS and JetStream
+    sweep_every_s: int = 30  # how often the stuck-queue sweep looks (services/sweep.py)
+    sweep_grace_s: float = 60.0  # how far past due a queue must be before the sweep drives it
     max_frame_bytes: int = 65536
     dev_mode: bool = False
     log_level: str = "INFO"
@@ -146,6 +148,8 @@ _ENV = {
     "QUESTLOG_REPLAY_LIMIT": "replay_limit",
     "QUESTLOG_ACK_WAIT_S": "ack_wait_s",
     "QUESTLOG_STARTUP_TIMEOUT_S": "startup_timeout_s",
+    "QUESTLOG_SWEEP_EVERY_S": "sweep_every_s",
+    "QUESTLOG_SWEEP_GRACE_S": "sweep_grace_s",
     "QUESTLOG_MAX_FRAME_BYTES": "max_frame_bytes",
     "QUESTLOG_DEV_MODE": "dev_mode",
     "QUESTLOG_LOG_LEVEL": "log_level",
@@ -204,6 +208,10 @@ def _check(s: Settings) -> None:
         raise SettingsError(
             "invalid setting: QUESTLOG_SEND_QUEUE_SIZE must hold a whole replay: "
             "at least 2 × QUESTLOG_REPLAY_LIMIT + 64"
+        )
+    if not (1 <= s.sweep_every_s <= 86400 and 0 <= s.sweep_grace_s <= 86400):
+        raise SettingsError(
+            "invalid setting: QUESTLOG_SWEEP_EVERY_S must be 1 s to a day, QUESTLOG_SWEEP_GRACE_S 0 to a day"
         )
     if not 1 <= s.startup_timeout_s <= 3600:
         raise SettingsError("invalid setting: QUESTLOG_STARTUP_TIMEOUT_S must be between 1 and 3600 seconds")

@@ -17,10 +17,11 @@ from questlog.events.schema import (
     TaskRetryScheduled,
     TaskStarted,
 )
+from questlog.projections.due import next_timer
 from questlog.projections.player import fold
 from questlog.projections.views import player_view, queue_view
 from questlog.services.rules.commands import AdminEnqueue, AdminGrant, Cancel, Enqueue, Pause, Resume
-from questlog.services.rules.engine import advance, complete_step, next_timer, retry, settle_step, step_due
+from questlog.services.rules.engine import advance, complete_step, retry, settle_step, step_due
 
 from . import T0, World
 
