@@ -26,9 +26,8 @@ from nats.aio.subscription import Subscription
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from questlog.events import codec
 from questlog.events.schema import Recorded
-from questlog.events.store import EventStore
+from questlog.events.store import EventStore, decode_stored
 from questlog.events.subjects import live_player_events
 
 from .mailbox import Mailbox, MailboxFull
@@ -80,7 +79,7 @@ class LiveFeed:
                 kind=SpanKind.CONSUMER,
                 attributes={"player.id": self._player_id, "event.seq": seq},
             ):
-                self._arrivals.put(codec.decode(msg.data, self._store.registry, seq))
+                self._arrivals.put(decode_stored(msg, self._store.registry))
         except MailboxFull:
             log.warning("live events pile up; closing the session", extra={"player_id": self._player_id})
             self._on_failure()

@@ -22,9 +22,9 @@ import msgspec
 import redis.asyncio as aioredis
 from nats.aio.msg import Msg
 
-from questlog.events import codec
 from questlog.events.registry import EventRegistry
 from questlog.events.schema import PlayerLeveledUp, QueuePaused, Recorded, RewardGranted
+from questlog.events.store import decode_stored
 from questlog.events.subjects import events_of_type
 from questlog.services.contract.protocol import rfc3339
 from questlog.services.runtime.batching import Coalescer
@@ -202,7 +202,7 @@ class Notifier:
         self._webhook = webhook
 
     async def handle(self, msg: Msg) -> None:
-        rec = codec.decode(msg.data, self._registry, msg.metadata.sequence.stream)
+        rec = decode_stored(msg, self._registry)
         note = notification_for(rec)
         if note is None:
             return

@@ -19,9 +19,8 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from questlog.events import codec
 from questlog.events.schema import NewEvent, Recorded
-from questlog.events.store import ends_its_append
+from questlog.events.store import decode_stored, ends_its_append
 from questlog.events.subjects import events_of_type
 from questlog.projections import due
 from questlog.projections.read_models import ReadModels
@@ -102,7 +101,7 @@ class Processor:
         self.registry = wiring.store.registry
 
     async def on_event(self, msg: Msg) -> None:
-        rec = codec.decode(msg.data, self.registry, msg.metadata.sequence.stream)
+        rec = decode_stored(msg, self.registry)
         # In the middle of an append (a reward and the level-up after it), the
         # state up to this event is one the log never rested at: read instead.
         seen = rec if ends_its_append(msg.headers or {}) else None

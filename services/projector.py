@@ -14,8 +14,7 @@ import asyncio
 
 from nats.aio.msg import Msg
 
-from questlog.events import codec
-from questlog.events.store import ends_its_append
+from questlog.events.store import decode_stored, ends_its_append
 from questlog.events.subjects import EVENTS_WILDCARD
 from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
@@ -33,7 +32,7 @@ class Projector:
         self.write = Coalescer(read_models.project)
 
     async def on_event(self, msg: Msg) -> None:
-        rec = codec.decode(msg.data, self.repo.registry, msg.metadata.sequence.stream)
+        rec = decode_stored(msg, self.repo.registry)
         if not ends_its_append(msg.headers or {}):
             # Not a state the log rests at: fold it, and let the append's last event write.
             self.repo.holding(rec)

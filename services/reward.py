@@ -11,8 +11,8 @@ import asyncio
 
 from nats.aio.msg import Msg
 
-from questlog.events import codec
 from questlog.events.schema import TaskStepCompleted
+from questlog.events.store import decode_stored
 from questlog.events.subjects import events_of_type
 from questlog.projections.repository import PlayerRepository
 from questlog.services.rules.catalog import Rules, load_rules
@@ -30,7 +30,7 @@ class RewardService:
         self.registry = wiring.store.registry
 
     async def on_step(self, msg: Msg) -> None:
-        rec = codec.decode(msg.data, self.registry, msg.metadata.sequence.stream)
+        rec = decode_stored(msg, self.registry)
         step = rec.event
         assert isinstance(step, TaskStepCompleted)
         await self.loop.run(

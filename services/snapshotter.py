@@ -6,8 +6,8 @@ import asyncio
 
 from nats.aio.msg import Msg
 
-from questlog.events import codec
 from questlog.events.errors import ReadBehind
+from questlog.events.store import decode_stored
 from questlog.events.subjects import EVENTS_WILDCARD
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.snapshots import SnapshotStore
@@ -22,7 +22,7 @@ class Snapshotter:
         self.registry = repo.registry
 
     async def on_event(self, msg: Msg) -> None:
-        rec = codec.decode(msg.data, self.registry, msg.metadata.sequence.stream)
+        rec = decode_stored(msg, self.registry)
         if rec.version % self.every:
             return
         state = await self.repo.load_at(rec.player_id, rec.version, at_least_seq=rec.seq)
