@@ -48,6 +48,21 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("--player", help="refold only this player, in place")
     pr.add_parser("status", help="lag and serving namespace of every projection")
 
+    dl = sub.add_parser("deadletters", help="messages a service gave up on: list, show, re-drive").add_subparsers(
+        dest="deadletters_command", required=True
+    )
+    dls = dl.add_parser("list", help="every dead letter, and whether it was re-driven")
+    dls.add_argument("--consumer", help="only this service's durable (reward, processor-timers, …)")
+    dls.add_argument("--json", action="store_true", help="one JSON object per line")
+    dsh = dl.add_parser("show", help="one dead letter: headers, error, the event or the raw body")
+    dsh.add_argument("seq", type=int, metavar="SEQ", help="its sequence in the DEADLETTER stream")
+    dsh.add_argument("--json", action="store_true", help="one JSON object")
+    drd = dl.add_parser("redrive", help="hand dead letters back to the service that gave up on them")
+    drd.add_argument("seqs", type=int, nargs="*", metavar="SEQ", help="their sequences in the DEADLETTER stream")
+    drd.add_argument("--all", action="store_true", help="every dead letter not re-driven yet")
+    drd.add_argument("--consumer", help="with --all: only this service's durable")
+    drd.add_argument("--again", action="store_true", help="re-drive also what was re-driven before")
+
     adm = sub.add_parser("admin", help="operator commands").add_subparsers(dest="admin_command", required=True)
     ins = adm.add_parser("inspect", help="state, queue, pending timers and last events of a player")
     ins.add_argument("--player", required=True)
@@ -93,6 +108,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from .operator import run_operator_command
 
         return asyncio.run(run_operator_command(args, settings))
+    if args.command == "deadletters":
+        from .deadletters import run_deadletters_command
+
+        return asyncio.run(run_deadletters_command(args, settings))
     if args.command == "up":
         from .stack import up
 

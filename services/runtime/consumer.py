@@ -10,6 +10,13 @@ messages finish and are acked, and those delivered but not yet started are
 given back (nak) for another instance (any still on the wire come back after
 the ack wait).
 
+Beside it, each service takes back its own dead letters when an operator
+re-drives them (`questlog deadletters redrive`, `redrive.py`): a second
+durable, `<durable>-redrive`, on `deadletter.redrive.<durable>` in the
+dead-letter stream hands each re-drive to the same handler as the original
+message (`redrive.original_of`), acks it once the handler succeeded, and
+dead-letters it again once its deliveries are used up.
+
 Redelivery and several instances mean a handler can see a player's messages
 out of order or twice, so every handler is state-based: it decides what is due
 from the player's state (one that holds the message, checked against the log
@@ -23,6 +30,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -33,6 +41,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
+from . import redrive
 from .metrics import QuestlogMetrics
 from .pulling import Pull, PullRefused
 from .settings import Settings
@@ -57,7 +66,10 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
     backoff_s: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0, 10.0, 30.0)
     batch: int = 128
     max_ack_pending: int = 4096
-    dead_letter_subject: str = "deadletter"
+    dead_letter_subject: str = redrive.DEAD_LETTER_SUBJECT
+    # where this durable's re-drives arrive; None: the stream that holds the subject (found at start)
+    dead_letter_stream: str | None = None
+    redrive_batch: int = 16
     startup_timeout_s: float = 120.0  # how long creating the durable may wait for the cluster
 
     @classmethod
@@ -70,7 +82,19 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
             stream=stream or settings.streams.events,
             filter_subjects=filter_subjects,
             ack_wait_s=settings.ack_wait_s,
+            dead_letter_stream=settings.streams.dead_letters,
             startup_timeout_s=settings.startup_timeout_s,
+        )
+
+    def redrive_spec(self, dead_letter_stream: str) -> ConsumerSpec:
+        """The second durable: this one's re-driven dead letters, with the same deliveries and backoff."""
+        return msgspec.structs.replace(
+            self,
+            durable=redrive.redrive_durable(self.durable),
+            stream=dead_letter_stream,
+            filter_subjects=[redrive.redrive_subject(self.durable, self.dead_letter_subject)],
+            batch=self.redrive_batch,
+            max_ack_pending=max(self.redrive_batch, 64),
         )
 
     def config(self) -> ConsumerConfig:
@@ -107,9 +131,9 @@ async def run_consumer(
     metrics: QuestlogMetrics | None = None,
     ready: asyncio.Event | None = None,
 ) -> None:
-    """Handle the durable's messages until `stop`; `wait_s` bounds each wait for new ones.
+    """Handle the durable's messages, and its re-driven dead letters, until `stop`; `wait_s` bounds each wait.
 
-    `ready` is set once the durable exists and messages are being asked for.
+    `ready` is set once both durables exist and messages are being asked for.
     """
     metrics = metrics or QuestlogMetrics.from_global()
     js = nc.jetstream()
@@ -119,23 +143,36 @@ async def run_consumer(
         lambda: ensure_consumer(js, spec),
         deadline_s=spec.startup_timeout_s,
     )
+    dead_letters = spec.dead_letter_stream
+    if dead_letters is None:
+        subject = redrive.redrive_subject(spec.durable, spec.dead_letter_subject)
+        dead_letters = await patiently(
+            f"find the stream of {subject}",
+            lambda: js.find_stream_name_by_subject(subject),
+            deadline_s=spec.startup_timeout_s,
+        )
+    redrives = spec.redrive_spec(dead_letters)
+    await patiently(
+        f"create the durable consumer {redrives.durable}",
+        lambda: ensure_consumer(js, redrives),
+        deadline_s=spec.startup_timeout_s,
+    )
     pull = await Pull(nc, spec.stream, spec.durable, batch=spec.batch).start()
+    redrive_pull = await Pull(nc, redrives.stream, redrives.durable, batch=redrives.batch).start()
     if ready is not None:
         ready.set()
     stopping = asyncio.create_task(stop.wait())
     stopping.add_done_callback(lambda _: pull.interrupt())
+    stopping.add_done_callback(lambda _: redrive_pull.interrupt())
+    redriving = asyncio.create_task(
+        _take_redrives(nc, spec, redrives, redrive_pull, handler, stop, wait_s=wait_s, metrics=metrics)
+    )
+    redriving.add_done_callback(partial(_said_if_failed, redrives))
     lag_at = await _measure_lag(js, spec, metrics)
     try:
         while not stop.is_set():
-            try:
-                msgs = await pull.next(wait_s)
-            except (NatsError, PullRefused) as exc:  # reconnecting, a leader election: wait, then ask again
-                log.warning("pull request failed; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait_s)
-                if isinstance(exc, PullRefused) and not stop.is_set():
-                    with contextlib.suppress(NatsError, asyncio.TimeoutError):
-                        await ensure_consumer(js, spec)  # deleted by an operator, or lost: made again
+            msgs = await _next(js, spec, pull, stop, wait_s)
+            if msgs is None:
                 continue
             if not msgs:
                 if time.monotonic() - lag_at >= LAG_EVERY_S:
@@ -149,9 +186,105 @@ async def run_consumer(
             await asyncio.gather(*(_in_order(js, spec, handler, group, metrics) for group in groups.values()))
     finally:
         stopping.cancel()
+        if not stop.is_set():  # leaving on an error: the re-drives stop too
+            redriving.cancel()
         # Delivered to us after the last batch: give them back now rather than after the ack wait.
         for msg in await pull.close():
             await _settle(msg.nak(), spec, msg)
+        await asyncio.wait([redriving])  # it stops with `stop` too; a failure of its own was logged
+
+
+def _said_if_failed(redrives: ConsumerSpec, task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (failure := task.exception()) is not None:
+        log.critical(
+            "the re-drive consumer stopped; re-driven dead letters wait until the service restarts",
+            extra={"consumer": redrives.durable, "error": repr(failure)},
+        )
+
+
+async def _next(
+    js: JetStreamContext, spec: ConsumerSpec, pull: Pull, stop: asyncio.Event, wait_s: float
+) -> list[Msg] | None:
+    """What arrived within `wait_s` ([] if nothing); None after a failed pull request (already waited for)."""
+    try:
+        return await pull.next(wait_s)
+    except (NatsError, PullRefused) as exc:  # reconnecting, a leader election: wait, then ask again
+        log.warning("pull request failed; retrying", extra={"consumer": spec.durable, "error": repr(exc)})
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait_s)
+        if isinstance(exc, PullRefused) and not stop.is_set():
+            with contextlib.suppress(NatsError, asyncio.TimeoutError):
+                await ensure_consumer(js, spec)  # deleted by an operator, or lost: made again
+        return None
+
+
+async def _take_redrives(
+    nc: NATS,
+    spec: ConsumerSpec,
+    redrives: ConsumerSpec,
+    pull: Pull,
+    handler: Handler,
+    stop: asyncio.Event,
+    *,
+    wait_s: float,
+    metrics: QuestlogMetrics,
+) -> None:
+    """The service's re-driven dead letters, one at a time (there are few), until `stop`."""
+    js = nc.jetstream()
+    try:
+        while not stop.is_set():
+            for msg in await _next(js, redrives, pull, stop, wait_s) or []:
+                await _redrive_one(nc, js, spec, redrives, handler, msg, metrics)
+    finally:
+        for msg in await pull.close():
+            await _settle(msg.nak(), redrives, msg)
+
+
+async def _redrive_one(
+    nc: NATS,
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    redrives: ConsumerSpec,
+    handler: Handler,
+    msg: Msg,
+    metrics: QuestlogMetrics,
+) -> None:
+    """Hand one re-drive to the handler as the original message; ack it after, or back off, or dead-letter again."""
+    try:
+        original = redrive.original_of(nc, msg, stream=spec.stream, durable=spec.durable)
+    except (KeyError, ValueError) as exc:
+        log.error(
+            "a re-drive without the original's subject and sequence; dropped",
+            extra={"consumer": redrives.durable, "stream_seq": msg.metadata.sequence.stream, "error": repr(exc)},
+        )
+        await _settle(msg.term(), redrives, msg)
+        metrics.message_taken(redrives.durable, "failed")
+        return
+    try:
+        with _tracer.start_as_current_span(
+            f"consume {redrives.durable}",
+            context=propagate.extract(original.headers or {}),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.destination.name": original.subject,
+                "messaging.consumer.group.name": redrives.durable,
+            },
+        ):
+            await handler(original)
+    except Exception as exc:
+        again = redrive.dead_letter_again_headers(msg, exc)
+        metrics.message_taken(redrives.durable, await _failed(js, redrives, msg, exc, dead_letter=(spec, again)))
+    else:
+        if await _settle(msg.ack(), redrives, msg):
+            log.info(
+                "re-driven dead letter handled",
+                extra={
+                    "consumer": spec.durable,
+                    "subject": original.subject,
+                    "dead_letter_seq": (msg.headers or {}).get(redrive.REDRIVE_OF),
+                },
+            )
+            metrics.message_taken(redrives.durable, "handled")
 
 
 async def _measure_lag(js: JetStreamContext, spec: ConsumerSpec, metrics: QuestlogMetrics) -> float:
@@ -175,6 +308,8 @@ async def _in_order(
     spend their own deliveries on someone else's failure.
     """
     for msg in msgs:
+        if msg.metadata.num_delivered > 1:
+            metrics.message_redelivered(spec.durable)
         try:
             # The handler runs in the trace of whatever appended the message (its
             # `traceparent` header), so what it appends continues that trace.
@@ -205,8 +340,20 @@ async def _settle(action: Awaitable[None], spec: ConsumerSpec, msg: Msg) -> bool
         return False
 
 
-async def _failed(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, exc: Exception) -> str:
-    """Dead-letter the message or schedule its redelivery; returns which ("dead_lettered", "failed")."""
+async def _failed(
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    msg: Msg,
+    exc: Exception,
+    *,
+    dead_letter: tuple[ConsumerSpec, dict[str, str]] | None = None,
+) -> str:
+    """Dead-letter the message or schedule its redelivery; returns which ("dead_lettered", "failed").
+
+    `spec` is the durable that delivered `msg`. `dead_letter`: whose dead letter
+    it becomes, with which headers (a re-drive that failed again is the original
+    durable's dead letter once more); by default `spec`'s, made from `msg`.
+    """
     delivered = msg.metadata.num_delivered
     if delivered >= spec.max_deliver:
         log.error(
@@ -214,20 +361,20 @@ async def _failed(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, exc: Excep
             delivered,
             extra={"consumer": spec.durable, "subject": msg.subject, "error": repr(exc)},
         )
-        # The original's Nats-* headers (expected last sequence, batch, msg id) would
-        # make the dead-letter stream refuse the copy: keep only the others.
-        headers = {k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")}
-        headers.update(
-            {
-                "Questlog-Original-Subject": msg.subject,
-                "Questlog-Original-Sequence": str(msg.metadata.sequence.stream),
-                "Questlog-Consumer": spec.durable,
-                "Questlog-Error": repr(exc)[:500],
-            }
-        )
+        if dead_letter is None:
+            # The original's Nats-* headers (expected last sequence, batch, msg id) would
+            # make the dead-letter stream refuse the copy: they are kept under other names.
+            owner = spec
+            headers = redrive.dead_letter_headers(
+                msg.headers, subject=msg.subject, sequence=msg.metadata.sequence.stream, durable=spec.durable, error=exc
+            )
+        else:
+            owner, headers = dead_letter
         for attempt in range(3):
             try:
-                await js.publish(f"{spec.dead_letter_subject}.{spec.durable}", msg.data, headers=headers)
+                await js.publish(
+                    redrive.dead_letter_subject(owner.durable, owner.dead_letter_subject), msg.data, headers=headers
+                )
                 break
             except (TimeoutError, NatsError) as err:
                 log.error(

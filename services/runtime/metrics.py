@@ -136,6 +136,14 @@ class QuestlogMetrics:
             "{message}",
             "Messages a durable consumer took, by outcome (handled, failed, dead_lettered)",
         )
+        self.redelivered = Tally("consumer")
+        _observed(
+            meter,
+            "questlog.consumer.redelivered",
+            self.redelivered,
+            "{message}",
+            "Messages a durable consumer was handed again (a crash, a timeout or a failure before)",
+        )
         # A synchronous gauge set from JetStream's num_pending (consumer info, or
         # the metadata of the last message fetched): OTel keeps the last value per
         # consumer, so no callback has to reach into a running consumer.
@@ -224,6 +232,9 @@ class QuestlogMetrics:
 
     def message_taken(self, consumer: str, outcome: str) -> None:
         self.consumer_messages.counts[consumer, outcome] += 1
+
+    def message_redelivered(self, consumer: str) -> None:
+        self.redelivered.counts[(consumer,)] += 1
 
     def lag(self, consumer: str, num_pending: int) -> None:
         self.consumer_lag.set(num_pending, {"consumer": consumer})
