@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from questlog.services.runtime.embedded import free_port
 
 QUESTLOG = str(Path(sys.executable).parent / "questlog")
 
@@ -17,13 +21,25 @@ class ServiceProcess:
         self.service, self.env, self.log_dir = service, env, log_dir
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
+        self.health_port = 0  # where `/readyz` answers (QUESTLOG_METRICS_PORT; the gateway's own port)
 
     async def start(self) -> ServiceProcess:
         self.starts += 1
         log = (self.log_dir / f"{self.service}-{id(self)}-{self.starts}.log").open("wb")
+        env = dict(self.env)
+        if self.service != "gateway":
+            self.health_port = free_port()
+            env["QUESTLOG_METRICS_PORT"] = str(self.health_port)
+        else:
+            self.health_port = int(env.get("QUESTLOG_HTTP_PORT", "8080"))
         self.proc = await asyncio.create_subprocess_exec(
-            QUESTLOG, "run", self.service, env=self.env, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL
+            QUESTLOG, "run", self.service, env=env, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL
         )
+        return self
+
+    async def ready(self, timeout: float = 60.0) -> ServiceProcess:
+        """Until the service says it serves (its consumers exist and pull); fails if it exits."""
+        await http_ready(f"http://127.0.0.1:{self.health_port}", self, timeout)
         return self
 
     async def kill9(self) -> None:
@@ -38,6 +54,30 @@ class ServiceProcess:
             self.proc.terminate()
         async with asyncio.timeout(30):
             return await self.proc.wait()
+
+
+async def held_messages(nc: NATS, durables: list[tuple[str, str]], timeout: float = 30.0) -> bool:
+    """Until one of the (stream, durable) consumers has messages delivered and not yet acknowledged
+    (work in flight); False if none had any within `timeout` (polled: consumer state raises no event)."""
+    js = nc.jetstream()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        for stream, durable in durables:
+            try:
+                if (await js.consumer_info(stream, durable)).num_ack_pending:
+                    return True
+            except nats.errors.Error:
+                pass  # not created yet, or the server is busy: ask again
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def metric(proc: ServiceProcess, name: str) -> float:
+    """The sum of a counter's samples on the process's `/metrics` (0 when it has none yet)."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{proc.health_port}/metrics") as r:
+        text = await r.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 async def http_ready(base: str, proc: ServiceProcess | None = None, timeout: float = 30.0) -> None:

@@ -15,7 +15,7 @@ from questlog.projections.read_models import NAMES, ReadModels
 from questlog.projections.rebuild import rebuild, rebuild_player
 from questlog.services.contract.command_client import Actor, CommandClient
 
-from .processes import ServiceProcess
+from .processes import ServiceProcess, held_messages, metric
 from .stacks import drained, in_process, private_stack
 
 pytestmark = pytest.mark.slow
@@ -81,17 +81,19 @@ async def test_flushall_and_rebuild_is_byte_identical_to_live(tmp_path: Path) ->
 async def test_killing_the_projector_mid_stream_converges(tmp_path: Path) -> None:
     players = [f"kill-{i:03d}" for i in range(120)]
     async with private_stack(tmp_path) as (settings, nc, env):
-        projector = await ServiceProcess("projector", env, tmp_path).start()
+        projector = await (await ServiceProcess("projector", env, tmp_path).start()).ready()
         async with in_process(settings, ("commands", "processor", "reward")) as wiring:
             run = asyncio.create_task(workload(nc, players, quantity=3))
-            # kill -9 the projector while events stream in, a few times
+            # kill -9 the projector while it holds events it has not acknowledged, a few times
             for _ in range(3):
-                await asyncio.wait([run], timeout=0.4)
+                assert await held_messages(nc, [(settings.streams.events, "projector")]), "no work in flight"
                 await projector.kill9()
-                await projector.start()
+                await (await projector.start()).ready()
             await run
             await drained(nc, settings, "projector")
+            again = await metric(projector, "questlog_consumer_redelivered_total")
             await projector.stop()
+            assert again > 0, "the restarted projector was handed what the killed one held"
             read_models = ReadModels(wiring.redis)
             after_crashes = await dump_all(read_models)
             await rebuild(EventStore(nc, settings.streams.events), read_models)

@@ -12,7 +12,9 @@ replica does, on a real server; every service must read again rather than decide
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -32,6 +34,24 @@ from questlog.services.runtime.settings import Settings
 from .direct_gets import watched
 from .lagging import LaggingReplica
 from .rules import T0, World
+from .stacks import private_stack
+
+
+@pytest_asyncio.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[tuple[Settings, NATS]]:
+    """A server of its own: the session's services must not do the work these tests watch."""
+    async with private_stack(tmp_path) as (settings, nc, _env):
+        yield settings, nc
+
+
+@pytest.fixture
+def settings(stack: tuple[Settings, NATS]) -> Settings:
+    return stack[0]
+
+
+@pytest.fixture
+def nc(stack: tuple[Settings, NATS]) -> NATS:
+    return stack[1]
 
 
 @pytest_asyncio.fixture
