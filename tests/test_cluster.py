@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +20,6 @@ import pytest_asyncio
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js.api import StreamInfo
 
 from questlog.events.errors import AppendFailed, ConcurrencyConflict, DuplicateAppend
 from questlog.events.schema import NewEvent, QueuePaused, Recorded
@@ -28,65 +27,15 @@ from questlog.events.store import EventStore, Position
 from questlog.events.streams import ensure_streams
 from questlog.events.subjects import EVENTS_WILDCARD
 from questlog.services.runtime.consumer import ConsumerSpec, ensure_consumer, run_consumer
-from questlog.services.runtime.embedded import ServerProcess, free_port, nats_server
 from questlog.services.runtime.settings import Settings, load_settings
+
+from .cluster import Cluster, replicas_current, until
 
 pytestmark = pytest.mark.slow
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 PLAYERS = 4
 DEADLINE_S = 40.0
-
-
-class Cluster:
-    """Three nats-server processes routed to each other, each with its own store dir."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.ports = [free_port() for _ in range(3)]
-        self.cluster_ports = [free_port() for _ in range(3)]
-        self.names = [f"n{i}" for i in range(3)]
-        self.nodes: list[ServerProcess] = [self._node(i) for i in range(3)]
-
-    def _node(self, i: int) -> ServerProcess:
-        peers = [p for j, p in enumerate(self.cluster_ports) if j != i]
-        return nats_server(
-            self.ports[i], self.tmp / self.names[i], name=self.names[i], cluster=(self.cluster_ports[i], peers)
-        )
-
-    @property
-    def urls(self) -> list[str]:
-        return [f"nats://127.0.0.1:{p}" for p in self.ports]
-
-    async def start(self) -> None:
-        await asyncio.gather(*(n.start() for n in self.nodes))
-
-    async def kill(self, name: str) -> int:
-        """SIGKILL the node, and return once the process is gone."""
-        i = self.names.index(name)
-        self.nodes[i].kill()
-        proc = self.nodes[i].proc
-        assert proc is not None
-        await proc.wait()
-        return i
-
-    async def restart(self, i: int) -> None:
-        await self.nodes[i].stop()  # reaps the killed process
-        self.nodes[i] = self._node(i)  # same ports, same store dir
-        await self.nodes[i].start()
-
-    async def stop(self) -> None:
-        await asyncio.gather(*(n.stop() for n in self.nodes))
-
-
-async def until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = DEADLINE_S) -> None:
-    """Poll `condition` until true. Only for server state that raises no event a
-    client could await (JetStream readiness, raft replica catch-up)."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 class Writer:
@@ -182,14 +131,6 @@ async def client(cluster: Cluster) -> AsyncIterator[NATS]:
         yield nc
     finally:
         await nc.close()
-
-
-def replicas_current(info: StreamInfo, names: list[str]) -> bool:
-    c = info.cluster
-    if c is None or c.leader is None or not c.replicas:
-        return False
-    peers = {c.leader} | {r.name for r in c.replicas if r.current and not r.offline and not r.lag}
-    return peers == set(names)
 
 
 async def test_r3_stream_survives_kill_9_of_the_leader_under_load(
