@@ -18,6 +18,7 @@ from questlog.services.runtime.metrics import QuestlogMetrics
 from questlog.services.runtime.settings import RealtimeSettings, Settings
 from questlog.services.runtime.telemetry import prometheus_text
 
+from .admission import Admission
 from .auth import AuthError, TokenVerifier
 from .live import LiveFeed
 from .positions import PositionCheck
@@ -106,6 +107,7 @@ class Gateway:
         self.otel = QuestlogMetrics.from_global()  # the OpenTelemetry instruments (services/runtime/metrics.py)
         self.router = Router(self)
         self.draining = False
+        self.admission = Admission(target_s=rt.admission_target_ms / 1000, max_inflight=rt.admission_max_inflight)
         self.positions = PositionCheck(self._live_feeds, ReadModels(wiring.redis), rt.live_check_s)
 
     def _live_feeds(self) -> list[LiveFeed]:

@@ -105,12 +105,20 @@ class Router:
         params = protocol.parse_params(method, call.params)
         if method.kind == "gateway":
             return await self._local(method, params, identity, caller)
-        return await self._gw.commands.call(
-            method.name,
-            identity.player_id,
-            msgspec.to_builtins(params),
-            Actor(identity.player_id, identity.roles),
-        )
+        admission = self._gw.admission
+        if not admission.admit():
+            self._gw.otel.refused_by_admission()
+            raise protocol.unavailable("the game is busy; try again shortly", admission.retry_after_ms())
+        started = time.monotonic()
+        try:
+            return await self._gw.commands.call(
+                method.name,
+                identity.player_id,
+                msgspec.to_builtins(params),
+                Actor(identity.player_id, identity.roles),
+            )
+        finally:
+            admission.done(time.monotonic() - started)
 
     async def _limit(self, caller: Caller) -> None:
         rt = self._gw.rt

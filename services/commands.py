@@ -67,7 +67,7 @@ def domain_error(exc: Exception) -> RpcError:
     if isinstance(exc, InvalidCommand):
         return protocol.invalid_params(exc.field, exc.reason)
     if isinstance(exc, TooMuchContention | ReadBehind):
-        return protocol.internal("the queue is changing too fast; try again")
+        return protocol.unavailable("the queue is changing too fast; try again", retry_after_ms=200)
     return protocol.internal()
 
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError
+from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from opentelemetry import propagate
 
-from .protocol import INTERNAL_ERROR, RpcError
+from .protocol import RpcError, unavailable
 
 SUBJECT_PREFIX = "questlog.cmd"
 
@@ -57,10 +57,11 @@ class CommandClient:
         body = _encoder.encode(CommandRequest(player_id, params, actor))
         try:
             msg = await self._nc.request(subject_for(method), body, timeout=self._timeout, headers=headers or None)
+        # -32029, not -32603: the client retries with the same command_id, which is safe
         except NoRespondersError:
-            raise RpcError(INTERNAL_ERROR, "the commands service is not running; try again shortly") from None
-        except NatsTimeout:
-            raise RpcError(INTERNAL_ERROR, "the commands service did not answer in time; try again") from None
+            raise unavailable("the commands service is not running; try again shortly") from None
+        except (NatsTimeout, ConnectionClosedError):
+            raise unavailable("the commands service did not answer in time; try again") from None
         reply = _reply_decoder.decode(msg.data)
         if reply.error is not None:
             raise RpcError.from_dict(reply.error)

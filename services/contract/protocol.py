@@ -96,6 +96,11 @@ def rate_limited(retry_after_ms: int) -> RpcError:
     return RpcError(RATE_LIMITED, "too many requests; slow down", {"retry_after_ms": retry_after_ms})
 
 
+def unavailable(reason: str, retry_after_ms: int = 1000) -> RpcError:
+    """-32029 too: the system cannot take this now (overloaded, a service briefly away); try again."""
+    return RpcError(RATE_LIMITED, reason, {"retry_after_ms": retry_after_ms, "reason": reason})
+
+
 def internal(reason: str = "internal error") -> RpcError:
     return RpcError(INTERNAL_ERROR, reason)
 

@@ -255,6 +255,9 @@ class QuestlogMetrics:
         if replayed:
             self.events_replayed.counts[()] += replayed
 
+    def refused_by_admission(self) -> None:
+        self.rate_limited.counts[("admission",)] += 1
+
     def refused_by_rate_limit(self, scope: str) -> None:
         """`scope`: what the limit counts, e.g. "method", "connection"."""
         self.rate_limited.counts[(scope,)] += 1
