@@ -107,7 +107,9 @@ class Gateway:
         self.otel = QuestlogMetrics.from_global()  # the OpenTelemetry instruments (services/runtime/metrics.py)
         self.router = Router(self)
         self.draining = False
-        self.admission = Admission(target_s=rt.admission_target_ms / 1000, max_inflight=rt.admission_max_inflight)
+        self.admission = Admission(
+            max_inflight=rt.admission_max_inflight, max_latency_s=rt.admission_max_latency_ms / 1000
+        )
         self.positions = PositionCheck(self._live_feeds, ReadModels(wiring.redis), rt.live_check_s)
 
     def _live_feeds(self) -> list[LiveFeed]:

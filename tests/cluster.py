@@ -41,11 +41,13 @@ class Cluster:
 
     def _node(self, i: int) -> ServerProcess:
         peers = [p for j, p in enumerate(self.cluster_ports) if j != i]
-        node = nats_server(
-            self.ports[i], self.tmp / self.names[i], name=self.names[i], cluster=(self.cluster_ports[i], peers)
+        return nats_server(
+            self.ports[i],
+            self.tmp / self.names[i],
+            name=self.names[i],
+            cluster=(self.cluster_ports[i], peers),
+            monitor_port=self.monitor_ports[i],  # /connz: which client is on which node
         )
-        node.argv += ["-m", str(self.monitor_ports[i])]  # /connz: which client is on which node
-        return node
 
     @property
     def urls(self) -> list[str]:

@@ -81,3 +81,44 @@ def test_chaos(tmp_path: Path) -> None:
     check = f["check"]
     assert check["players"] == 10 and check["events"] > 0
     assert check["not_dense"] == check["duplicate_rewards"] == check["lost_acknowledged"] == 0
+
+
+MIX = {"queue.get", "player.get", "queue.enqueue", "queue.reorder", "queue.cancel"}
+
+
+def test_players_open_loop(tmp_path: Path) -> None:
+    result = bench(tmp_path, "players", "--players", "20", "--interval", "1", "--duration", "4", "--warmup", "1")
+    f = result["figures"]
+    assert f["mode"] == "open-loop" and set(f["mix"]) == MIX and abs(sum(f["mix"].values()) - 1) < 1e-9
+    w = f["window"]
+    assert w["players"] == 20 and w["commands_ok"] > 0 and w["stored_events"] > 0
+    assert set(w["command_latency"]) <= MIX | {"all"} and w["command_latency"]["all"]["p99_ms"] > 0
+    assert w["delivery_latency"]["count"] > 0 and w["nats_msgs_per_stored_event"] > 0
+    assert w["system_cpu_ms_per_stored_event"] > 0
+    assert {c["name"] for c in w["cpu"]} >= {"gateway", "commands", "nats-server", "bench (load generator)"}
+    check = f["check"]
+    assert check["players"] == 20 and check["steps_completed"] == check["rewards_granted"] > 0
+    assert {t["name"] for t in result["targets"]} == {"enqueue p99", "delivery p99", "system CPU per stored event"}
+
+
+def test_players_saturate(tmp_path: Path) -> None:
+    result = bench(tmp_path, "players", "--saturate", "--players", "10", "--duration", "3", "--warmup", "1")
+    f = result["figures"]
+    assert f["mode"] == "saturate" and f["time_scale"] < 0.01
+    assert f["raw_appends_per_s"] > 0 and f["window"]["stored_events_per_s"] > 0 and f["saturate_ratio"] > 0
+    assert "stored events/s ÷ raw OCC appends/s" in {t["name"] for t in result["targets"]}
+
+
+def test_players_find_capacity_then_overload(tmp_path: Path) -> None:
+    args = ("--players", "10", "--step", "5", "--interval", "1", "--duration", "4", "--warmup", "1")
+    result = bench(tmp_path, "players", "--overload", "3", *args)
+    f = result["figures"]
+    assert [s["players"] for s in f["capacity_steps"]][:2] == [5, 10]
+    o = f["overload"]
+    assert o["factor"] == 3 and o["capacity_players"] == f["capacity_players"] > 0
+    assert o["offered_commands_per_s"] > o["capacity_commands_per_s"] and o["admitted"] > 0
+    assert {t["name"] for t in result["targets"]} >= {
+        "admitted p99 during overload",
+        "back within 20 % of the p99 before",
+        "players held at one command per 10 s",
+    }

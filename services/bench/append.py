@@ -107,10 +107,13 @@ async def store_writer(store: EventStore, player_id: str, pos: list[Position], u
         pos[0] = Position(recs[-1].version, recs[-1].seq)
 
 
-async def raw_writer(nc: NATS, player_id: str, body: bytes, seq: list[int], until: float, side: Side | None) -> None:
+async def raw_writer(
+    nc: NATS, player_id: str, body: bytes, seq: list[int], until: float, side: Side | None, *, prefix: str = ""
+) -> None:
+    """Raw OCC appends to one player until `until`; `prefix` puts them on a scratch stream's subjects."""
     loop = asyncio.get_running_loop()
-    subject = event_subject(player_id, "task.enqueued")
-    scope = player_events(player_id)
+    subject = prefix + event_subject(player_id, "task.enqueued")
+    scope = prefix + player_events(player_id)
     while loop.time() < until:
         headers = {
             "Nats-Msg-Id": f"{player_id}:c-{uuid.uuid4().hex}:0",

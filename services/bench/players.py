@@ -15,10 +15,11 @@ import itertools
 import random
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from questlog.gateway.client import ConnectionLost, QuestlogClient
-from questlog.services.contract.protocol import RpcError
+from questlog.services.contract.protocol import RATE_LIMITED, RpcError
 
 from .stats import Latencies
 
@@ -62,11 +63,18 @@ class Tally:
         self.events = 0
         self.late = Latencies()  # how late the generator sent each command versus its schedule
         self.acked: list[tuple[str, str, int]] = []  # (player, command_id, version) of every success
+        self.refusals: dict[str, Latencies] = {}  # -32029 answers by method: how long a refusal took
 
     def took(self, method: str, seconds: float) -> None:
         lat = self.latency.get(method)
         if lat is None:
             lat = self.latency[method] = Latencies()
+        lat.add(seconds)
+
+    def refused(self, method: str, seconds: float) -> None:
+        lat = self.refusals.get(method)
+        if lat is None:
+            lat = self.refusals[method] = Latencies()
         lat.add(seconds)
 
 
@@ -85,6 +93,7 @@ class LoadPlayer:
             url, token, epoch=resume_epoch, version=0 if resume_epoch else None, call_timeout_s=30.0
         )
         self.received = Received()
+        self.acked: list[tuple[str, str, int]] = []  # every success of this player, whichever tally counted it
         self._drain: asyncio.Task[None] | None = None
         self._ids = itertools.count()
 
@@ -117,22 +126,37 @@ class LoadPlayer:
 
     async def command(self, i: int) -> None:
         method, params = mix(i)
-        command_id = f"{self.player_id}-{i}"
-        params = {**params, "command_id": command_id}
-        self.tally.sent += 1
+        await self.send(method, {**params, "command_id": f"{self.player_id}-{i}"})
+
+    async def send(self, method: str, params: dict[str, Any]) -> Any:
+        """One call, its latency and outcome in the tally; the result, or None if it failed."""
+        result, _ = await self.attempt(method, params)
+        return result
+
+    async def attempt(self, method: str, params: dict[str, Any]) -> tuple[Any, RpcError | None]:
+        """One call, recorded in the tally: (result, None), (None, the error), or (None, None) when
+        the answer was lost (the connection dropped or it timed out)."""
+        tally = self.tally  # the one of the window the call started in
+        tally.sent += 1
         started = time.perf_counter()
         try:
             result = await self.client.call(method, params)
         except RpcError as exc:
-            self.tally.errors[f"{method} {exc.code}"] += 1
-            return
+            tally.errors[f"{method} {exc.code}"] += 1
+            if exc.code == RATE_LIMITED:
+                tally.refused(method, time.perf_counter() - started)
+            return None, exc
         except (ConnectionLost, TimeoutError) as exc:
-            self.tally.errors[f"{method} {type(exc).__name__}"] += 1
-            return
-        self.tally.took(method, time.perf_counter() - started)
-        self.tally.ok += 1
-        if isinstance(result, dict) and "version" in result:
-            self.tally.acked.append((self.player_id, command_id, int(result["version"])))
+            tally.errors[f"{method} {type(exc).__name__}"] += 1
+            return None, None
+        tally.took(method, time.perf_counter() - started)
+        tally.ok += 1
+        command_id = params.get("command_id")
+        if command_id and isinstance(result, dict) and "version" in result:
+            acked = (self.player_id, str(command_id), int(result["version"]))
+            tally.acked.append(acked)
+            self.acked.append(acked)
+        return result, None
 
     async def close(self) -> None:
         if self._drain is not None:
@@ -140,7 +164,9 @@ class LoadPlayer:
         await self.client.close()
 
 
-async def connect_all(players: list[LoadPlayer], concurrency: int = 200, on_done: Any = None) -> list[BaseException]:
+async def connect_all(
+    players: Sequence[LoadPlayer], concurrency: int = 200, on_done: Any = None
+) -> list[BaseException]:
     """Connect every player, at most `concurrency` hellos at once; the failures."""
     gate = asyncio.Semaphore(concurrency)
     failures: list[BaseException] = []

@@ -16,10 +16,11 @@ from rich.console import Console
 
 from questlog.services.runtime.settings import Settings
 
-SCENARIOS = ("append", "load", "reconnect-storm", "rebuild", "chaos")
+SCENARIOS = ("players", "append", "load", "reconnect-storm", "rebuild", "chaos")
 
 # per scenario: (players, duration_s, events)
 DEFAULTS: dict[str, tuple[int, float, int]] = {
+    "players": (1000, 60.0, 0),
     "append": (100, 5.0, 0),
     "load": (1000, 30.0, 0),
     "reconnect-storm": (1000, 0.0, 5),
@@ -36,7 +37,11 @@ def add_bench_parser(sub: Any) -> None:
         "The load generator shares this machine's cores with everything it measures.",
     )
     b.add_argument("scenario", choices=SCENARIOS)
-    b.add_argument("--players", type=int, help="players (default: append 100, others 1000)")
+    b.add_argument(
+        "--players",
+        type=int,
+        help="players (default: append 100, others 1000; players --find-capacity: at most 10000)",
+    )
     b.add_argument("--rate", type=float, default=1.0, help="commands per second per player (load, chaos)")
     b.add_argument(
         "--duration",
@@ -60,12 +65,39 @@ def add_bench_parser(sub: Any) -> None:
         help="reconnect-storm: gateway processes, as behind a load balancer; each client comes back "
         "to another one than it left (default 1)",
     )
+    b.add_argument(
+        "--interval",
+        type=float,
+        default=10.0,
+        help="players: mean seconds between one player's commands (Poisson; default 10)",
+    )
+    b.add_argument("--warmup", type=float, default=15.0, help="players: seconds before the measured window (15)")
+    mode = b.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--saturate", action="store_true", help="players: every step due at once; against raw OCC appends/s"
+    )
+    mode.add_argument(
+        "--find-capacity",
+        action="store_true",
+        help="players: add --step players at a time until a p99 passes 100 ms; the largest number that held",
+    )
+    b.add_argument(
+        "--overload",
+        type=float,
+        nargs="?",
+        const=3.0,
+        help="players: offer K (default 3) times the commands/s held at capacity, then watch recovery",
+    )
+    b.add_argument("--capacity", type=int, help="players --overload: the capacity in players (else found first)")
+    b.add_argument("--step", type=int, default=250, help="players --find-capacity: players per step (250)")
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--out", default="bench-results", help="directory of the JSON result files")
 
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     players, duration, events = DEFAULTS[args.scenario]
+    if args.scenario == "players" and (args.find_capacity or args.overload is not None):
+        players = 10_000  # the most --find-capacity tries
     args.players = args.players or players
     args.duration = args.duration if args.duration is not None else (10.0 if args.idle else duration)
     args.events = args.events if args.events is not None else events
@@ -93,7 +125,23 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
         else "questlog bench " + args.scenario
     )
     result = new_result(args.scenario, command, _parameters(args))
-    if args.scenario == "append":
+    if args.scenario == "players":
+        from .idle_game import Options, run_players
+
+        opts = Options(
+            players=args.players,
+            interval_s=args.interval,
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            seed=args.seed,
+            saturate=args.saturate,
+            find_capacity=args.find_capacity,
+            overload=args.overload,
+            capacity_players=args.capacity,
+            step_players=args.step,
+        )
+        await run_players(result, console, opts)
+    elif args.scenario == "append":
         from .append import run_append
 
         await run_append(result, console, players=args.players, round_s=args.duration)
@@ -124,6 +172,18 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
 
 def _parameters(args: argparse.Namespace) -> dict[str, Any]:
     keys = {
+        "players": (
+            "players",
+            "interval",
+            "duration",
+            "warmup",
+            "saturate",
+            "find_capacity",
+            "overload",
+            "capacity",
+            "step",
+            "seed",
+        ),
         "append": ("players", "duration"),
         "load": ("idle", "duration", "deflate") if args.idle else ("players", "rate", "duration", "seed"),
         "reconnect-storm": ("players", "events", "gateways"),

@@ -142,6 +142,7 @@ class BenchStack:
         self.gateway_urls: list[str] = []
         self.http_urls: list[str] = []
         self.external = False
+        self.nats_monitor_port = 0  # the embedded nats-server's /varz (0: an external server, not read)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.dir = Path(".")
 
@@ -165,7 +166,8 @@ class BenchStack:
         nats_url, redis_url = s.nats_url, s.redis_url
         self.external = bool(nats_url or redis_url)
         if not nats_url:
-            server = nats_server(free_port(), self.dir / "nats")
+            self.nats_monitor_port = free_port()
+            server = nats_server(free_port(), self.dir / "nats", monitor_port=self.nats_monitor_port)
             self.servers.append(await server.start())
             nats_url = server.url
         if not redis_url:

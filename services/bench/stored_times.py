@@ -52,6 +52,10 @@ class StoredTimes:
     def __len__(self) -> int:
         return len(self._raw)
 
+    def seen(self) -> list[tuple[str, int]]:
+        """Every (player, version) whose store time was seen."""
+        return list(self._raw)
+
     def stored_at(self, player_id: str, version: int) -> float | None:
         """Unix time the event was stored, or None if it was not seen (stored before `start`)."""
         raw = self._raw.get((player_id, version))

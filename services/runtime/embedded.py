@@ -170,9 +170,13 @@ def nats_server(
     name: str = "questlog",
     cluster: tuple[int, Sequence[int]] | None = None,
     log_path: Path | None = None,
+    monitor_port: int | None = None,
 ) -> ServerProcess:
-    """A JetStream server; `cluster=(cluster_port, peer_ports)` joins a local cluster."""
+    """A JetStream server; `cluster=(cluster_port, peer_ports)` joins a local cluster;
+    `monitor_port` serves the monitoring endpoints (/varz, /connz, /jsz)."""
     argv = [find_nats_server(), "-js", "-sd", str(store_dir), "-a", host, "-p", str(port), "-n", name]
+    if monitor_port is not None:
+        argv += ["-m", str(monitor_port)]
     if cluster is not None:
         cport, peers = cluster
         routes = ",".join(f"nats-route://127.0.0.1:{p}" for p in peers)

@@ -41,7 +41,7 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     presence_ttl_s: float = 30.0
     presence_sweep_s: float = 1.0
     live_check_s: float = 5.0  # how often every live session is checked against the log
-    admission_target_ms: float = 100.0  # commands slower than this close a gateway's admission window
+    admission_max_latency_ms: float = 1000.0  # commands slower than this always close a gateway's admission
     admission_max_inflight: int = 256  # commands one gateway has in flight at most
     inbox_max: int = 100
     webhook_url: str | None = None
@@ -123,7 +123,7 @@ _REALTIME_ENV = {
     "QUESTLOG_PRESENCE_TTL_S": "presence_ttl_s",
     "QUESTLOG_PRESENCE_SWEEP_S": "presence_sweep_s",
     "QUESTLOG_LIVE_CHECK_S": "live_check_s",
-    "QUESTLOG_ADMISSION_TARGET_MS": "admission_target_ms",
+    "QUESTLOG_ADMISSION_MAX_LATENCY_MS": "admission_max_latency_ms",
     "QUESTLOG_ADMISSION_MAX_INFLIGHT": "admission_max_inflight",
     "QUESTLOG_INBOX_MAX": "inbox_max",
     "QUESTLOG_WEBHOOK_URL": "webhook_url",
@@ -203,8 +203,8 @@ def _check(s: Settings) -> None:
         raise SettingsError("invalid setting: QUESTLOG_DEFLATE_IDLE_S must not be negative")
     if rt.listen_backlog < 1:
         raise SettingsError("invalid setting: QUESTLOG_LISTEN_BACKLOG must be at least 1")
-    if rt.admission_target_ms <= 0 or rt.admission_max_inflight < 1:
-        raise SettingsError("invalid setting: QUESTLOG_ADMISSION_TARGET_MS and _MAX_INFLIGHT must be positive")
+    if rt.admission_max_latency_ms <= 0 or rt.admission_max_inflight < 1:
+        raise SettingsError("invalid setting: QUESTLOG_ADMISSION_MAX_LATENCY_MS and _MAX_INFLIGHT must be positive")
     if rt.live_check_s <= 0:
         raise SettingsError("invalid setting: QUESTLOG_LIVE_CHECK_S must be positive")
     if rt.send_queue_size < 1 or rt.max_inflight < 1 or rt.presence_ttl_s <= 0 or rt.heartbeat_s <= 0:

@@ -17,17 +17,36 @@ from .conftest import RawSocket, start_gateway
 from .test_recovery import hello
 
 
-def test_slow_answers_close_the_window_and_fast_ones_open_it_again() -> None:
-    admission = Admission(target_s=0.1, max_inflight=10)
-    assert all(admission.admit() for _ in range(10)) and not admission.admit(), "at most max_inflight"
-    for _ in range(10):
-        admission.done(0.5)  # slower than the target: one cut per target interval
-    assert admission.limit == 8
-    assert sum(admission.admit() for _ in range(10)) == 8
-    for _ in range(8):
-        admission.done(0.01)
-    assert 8 < admission.limit <= 10, "fast answers raise it again, a little per round"
-    assert admission.refused == 3 and admission.retry_after_ms() >= 50
+def settle(admission: Admission, seconds: float, rounds: int) -> None:
+    """`rounds` times: as many commands as the limit allows, each answered after `seconds`."""
+    for _ in range(rounds):
+        n = 0
+        while admission.admit():
+            n += 1
+        for _ in range(n):
+            admission.done(seconds)
+
+
+def test_queueing_closes_the_window_and_a_slow_but_steady_system_does_not() -> None:
+    admission = Admission(max_inflight=100)
+    assert sum(admission.admit() for _ in range(101)) == 100, "at most max_inflight"
+    for _ in range(100):
+        admission.done(0.08)
+    settle(admission, 0.08, 20)
+    steady = admission.limit
+    assert steady > 50, "80 ms every time is the machine's pace, not a queue"
+    for slower in (0.16, 0.32, 0.64, 1.0):  # a queue builds: every round waits longer than the last
+        settle(admission, slower, 2)
+    assert admission.limit < steady / 2
+    assert admission.retry_after_ms() >= 50
+    settle(admission, 0.08, 60)
+    assert admission.limit > steady / 2, "the queue drained: the window opens again"
+
+
+def test_answers_over_the_maximum_latency_close_it_whatever_the_baseline() -> None:
+    admission = Admission(max_inflight=100, max_latency_s=1.0)
+    settle(admission, 2.0, 30)
+    assert admission.limit < 10
 
 
 async def test_a_refused_command_has_no_effect_and_succeeds_when_retried(
