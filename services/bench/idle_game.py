@@ -43,7 +43,8 @@ from rich.console import Console
 from questlog.events.store import EventStore
 from questlog.events.streams import stream_configs
 from questlog.gateway.auth import issue_token
-from questlog.services.contract.protocol import RATE_LIMITED
+from questlog.services.contract.command_client import Actor, CommandClient
+from questlog.services.contract.protocol import RATE_LIMITED, RpcError
 
 from .append import Side, raw_writer
 from .checks import LogCheck, check_acknowledged, check_player, check_received
@@ -67,6 +68,7 @@ MIX: tuple[tuple[str, float], ...] = (
 LONG_TASKS = (("harvesting", "oak_log"), ("harvesting", "stone"), ("harvesting", "copper_ore"))
 TASK_STEPS = 1000  # the catalog's largest quantity: a queue does not run dry within a run
 QUEUE_ROOM = 8  # enqueue only while fewer are queued (the default queue holds 10)
+SPARES = {"bronze_axe": 10, "bronze_pickaxe": 20}  # a tool lasts 150 steps; no queue stops for want of one
 SATURATE_TIME_SCALE = 0.0001  # every step due at once (the catalog's floor is 1 ms a step)
 
 # Targets (Capacity, part 2) reported by every run.
@@ -197,10 +199,27 @@ class IdlePlayer(LoadPlayer):
             await asyncio.sleep(min(5.0, wait_ms / 1000))  # the server asked for this back-off
         raise RuntimeError(f"{self.player_id}: {method} did not land in {give_up_s:.0f} s")
 
-    async def set_up(self) -> None:
+    async def set_up(self, admin: CommandClient, *, hold: bool = False) -> None:
+        """Spare tools (the starter kit's wear out after 150 steps), three long tasks queued;
+        `hold`: auto start off, so every queue starts when `start` says."""
+        # the first command creates the player, whom the grant then needs
+        await self.persist("queue.configure", {"auto_start": not hold, "command_id": self.next_id()})
+        grant = {"player_id": self.player_id, "reason": "bench spares", "items": SPARES}
+        for _ in range(30):
+            try:
+                await admin.call("admin.grant", "bench", grant, Actor("bench", ("admin",)))
+                break
+            except RpcError as exc:
+                if exc.code != RATE_LIMITED:
+                    raise
+                await asyncio.sleep(1.0)  # a service briefly away: the server said try again
         for activity, target in LONG_TASKS:
             params = {"activity": activity, "target": target, "quantity": TASK_STEPS, "command_id": self.next_id()}
             await self.persist("queue.enqueue", params)
+        await self.look()
+
+    async def start(self) -> None:
+        await self.persist("queue.configure", {"auto_start": True, "command_id": self.next_id()})
         await self.look()
 
     async def look(self) -> None:
@@ -411,14 +430,16 @@ async def settle_and_check(stack: BenchStack, players: list[IdlePlayer], dash: D
             dash.advance(task)
 
     await asyncio.gather(*(pause(p) for p in players))
-    store = EventStore(stack.nc, stack.settings.streams.events)
+    # long logs and services still draining what the pause left: patient reads, a few at a time
+    store = EventStore(stack.nc, stack.settings.streams.events, timeout=30.0)
     check = LogCheck()
     logs: dict[str, list[Any]] = {}
     reading = dash.phase("checking every log", len(players))
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
+    readers = asyncio.Semaphore(16)
 
     async def read(p: IdlePlayer) -> None:
-        async with gate:
+        async with readers:
             while True:  # a step completed just before the pause gets its reward a moment later
                 log = await store.read(p.player_id)
                 probe = LogCheck()
@@ -466,6 +487,8 @@ async def run_players(result: BenchResult, console: Console, opts: Options) -> N
     )
     async with BenchStack(SERVICES, gateway=True, time_scale=scale) as stack:
         meter = Meter(stack)
+        assert stack.nc is not None
+        admin = CommandClient(stack.nc, timeout=30.0)
         stop = asyncio.Event()
         everyone: list[IdlePlayer] = []
         plays: list[asyncio.Task[None]] = []
@@ -486,10 +509,12 @@ async def run_players(result: BenchResult, console: Console, opts: Options) -> N
 
                 async def set_up(p: IdlePlayer) -> None:
                     async with gate:
-                        await p.set_up()
+                        await p.set_up(admin, hold=opts.saturate)
                         dash.advance(task)
 
                 await asyncio.gather(*(set_up(p) for p in ready))
+                if opts.saturate:  # every queue starts at once: every step is due
+                    await asyncio.gather(*(p.start() for p in ready))
                 figures.connect_s = round(figures.connect_s + time.perf_counter() - t0, 2)
                 figures.connect_failures += len(failures)
                 for p in ready:
@@ -589,6 +614,7 @@ async def overload(meter: Meter, players: list[IdlePlayer], opts: Options, dash:
             await p.persist("queue.pause", {"command_id": p.next_id()})
 
     await asyncio.gather(*(pause(p) for p in beyond))
+    await warm_up(dash, opts.warmup_s)  # what the paused ones had due drains first
     before, _ = await measure(meter, players, opts.duration_s / 4, dash, f"before: {capacity} players at capacity")
     for p in active:
         p.pace(opts.interval_s / factor)
