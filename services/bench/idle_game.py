@@ -30,6 +30,7 @@ received exactly its log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 import time
@@ -146,6 +147,7 @@ class PlayersFigures(msgspec.Struct, kw_only=True):
     capacity_players: int | None = None
     overload: OverloadFigures | None = None
     check: LogCheck | None = None
+    clients_resumed_with_state: int = 0  # fell behind (4008), came back past the replay limit
 
 
 @dataclasses.dataclass
@@ -205,22 +207,17 @@ class IdlePlayer(LoadPlayer):
         # the first command creates the player, whom the grant then needs
         await self.persist("queue.configure", {"auto_start": not hold, "command_id": self.next_id()})
         grant = {"player_id": self.player_id, "reason": "bench spares", "items": SPARES}
-        for _ in range(30):
-            try:
-                await admin.call("admin.grant", "bench", grant, Actor("bench", ("admin",)))
-                break
-            except RpcError as exc:
-                if exc.code != RATE_LIMITED:
-                    raise
-                await asyncio.sleep(1.0)  # a service briefly away: the server said try again
+        await over_nats(admin, "admin.grant", "bench", grant, Actor("bench", ("admin",)))
         for activity, target in LONG_TASKS:
             params = {"activity": activity, "target": target, "quantity": TASK_STEPS, "command_id": self.next_id()}
             await self.persist("queue.enqueue", params)
         await self.look()
 
-    async def start(self) -> None:
-        await self.persist("queue.configure", {"auto_start": True, "command_id": self.next_id()})
-        await self.look()
+    async def start(self, commands: CommandClient) -> None:
+        """Auto start on, through NATS as another service would (not the gateway): the queues that
+        start first saturate the system, and its admission control would make the rest wait."""
+        params = {"auto_start": True, "command_id": self.next_id()}
+        await over_nats(commands, "queue.configure", self.player_id, params, Actor(self.player_id))
 
     async def look(self) -> None:
         view = await self.persist("queue.get", {})
@@ -287,6 +284,30 @@ class IdlePlayer(LoadPlayer):
             next_at += rng.expovariate(1 / self.mean_s)
         if inflight:
             await asyncio.wait(inflight, timeout=30)
+
+
+async def over_nats(commands: CommandClient, method: str, player_id: str, params: dict[str, Any], actor: Actor) -> Any:
+    """A command sent as another service sends it, resent (same command) while the answer is "try again"."""
+    for _ in range(30):
+        try:
+            return await commands.call(method, player_id, params, actor)
+        except RpcError as exc:
+            if exc.code != RATE_LIMITED:
+                raise
+            await asyncio.sleep(1.0)  # a service briefly away: the server said try again
+    raise RuntimeError(f"{method} for {player_id} kept being refused")
+
+
+async def drained(stack: BenchStack, durables: tuple[str, ...], timeout: float) -> None:
+    """Until the durables have nothing pending or unacknowledged (polled: consumer state has no event)."""
+    assert stack.nc is not None
+    js = stack.nc.jetstream()
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        infos = [await js.consumer_info(stack.settings.streams.events, d) for d in durables]
+        if all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos):
+            return
+        await asyncio.sleep(0.5)
 
 
 def new_players(stack: BenchStack, n: int, run: str, first: int = 0) -> list[IdlePlayer]:
@@ -423,14 +444,21 @@ async def settle_and_check(stack: BenchStack, players: list[IdlePlayer], dash: D
     assert stack.nc is not None
     task = dash.phase("pausing every queue", len(players))
     gate = asyncio.Semaphore(100)
+    # through NATS, as another service would: a saturated system's gateway admits few commands
+    commands = CommandClient(stack.nc, timeout=30.0)
 
     async def pause(p: IdlePlayer) -> None:
         async with gate:
-            await p.persist("queue.pause", {"command_id": p.next_id()})
+            params = {"command_id": p.next_id()}
+            with contextlib.suppress(RpcError):  # already paused (the players beyond capacity)
+                await over_nats(commands, "queue.pause", p.player_id, params, Actor(p.player_id))
             dash.advance(task)
 
     await asyncio.gather(*(pause(p) for p in players))
-    # long logs and services still draining what the pause left: patient reads, a few at a time
+    draining = dash.phase("letting the services drain their backlog", 1)
+    await drained(stack, ("processor", "reward"), timeout=600)
+    dash.finish(draining)
+    # long logs: patient reads, a few at a time
     store = EventStore(stack.nc, stack.settings.streams.events, timeout=30.0)
     check = LogCheck()
     logs: dict[str, list[Any]] = {}
@@ -455,12 +483,17 @@ async def settle_and_check(stack: BenchStack, players: list[IdlePlayer], dash: D
         check_player(check, p.player_id, logs[p.player_id])
     check_acknowledged(check, logs, [a for p in players for a in p.acked])
     catching = dash.phase("letting every client catch up", len(players))
+    deadline = time.monotonic() + 120  # a client still reconnecting (backoff) has this long
     for p in players:
         log = logs[p.player_id]
         end = log[-1].version if log else 0
         while p.received.versions[-1:] < [end] and time.monotonic() < deadline:
             await asyncio.sleep(0.05)  # events still on the wire to this client: polled
-        check_received(check, p.player_id, p.received.versions, log)
+        # a client that fell too far behind (4008) resumed with the full state at some version: from
+        # there on it must hold every event, before it the state stands for what it skipped
+        since = max((int(hello["version"]) for hello in p.client.states), default=0)
+        tail = [v for v in p.received.versions if v > since]
+        check_received(check, p.player_id, tail, log, first=since + 1)
         dash.advance(catching)
     return check
 
@@ -514,7 +547,7 @@ async def run_players(result: BenchResult, console: Console, opts: Options) -> N
 
                 await asyncio.gather(*(set_up(p) for p in ready))
                 if opts.saturate:  # every queue starts at once: every step is due
-                    await asyncio.gather(*(p.start() for p in ready))
+                    await asyncio.gather(*(p.start(admin) for p in ready))
                 figures.connect_s = round(figures.connect_s + time.perf_counter() - t0, 2)
                 figures.connect_failures += len(failures)
                 for p in ready:
@@ -546,6 +579,7 @@ async def run_players(result: BenchResult, console: Console, opts: Options) -> N
                     p.pace(p.mean_s)  # wakes it to see `stop`
                 await asyncio.gather(*plays, return_exceptions=True)
             figures.check = await settle_and_check(stack, everyone, dash)
+            figures.clients_resumed_with_state = sum(1 for p in everyone if p.client.states)
             closing = dash.phase("closing clients", len(everyone))
             for chunk in range(0, len(everyone), 200):
                 await asyncio.gather(*(p.close() for p in everyone[chunk : chunk + 200]))
