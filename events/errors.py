@@ -59,5 +59,9 @@ class ReadBehind(EventLogError):
         super().__init__(f"player {player_id}: the log read ends at sequence {got_seq}, before {needed_seq}")
 
 
+class ReadTimedOut(EventLogError):
+    """The server did not answer a read in time (overloaded, or electing a leader): try again."""
+
+
 class AppendFailed(EventLogError):
     """The server refused an append for a reason other than a conflict."""

@@ -31,7 +31,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from opentelemetry import propagate, trace
 
 from . import codec
-from .errors import AppendFailed, ConcurrencyConflict, DuplicateAppend
+from .errors import AppendFailed, ConcurrencyConflict, DuplicateAppend, ReadTimedOut
 from .registry import EventRegistry, default_registry
 from .schema import NewEvent, Recorded
 from .subjects import EVENTS_WILDCARD, event_subject, player_events
@@ -424,7 +424,7 @@ class EventStore:
                 f"$JS.API.DIRECT.GET.{self._stream}", _json.encode(query), timeout=self._timeout
             )
         except NatsTimeout:
-            raise AppendFailed(f"direct get on {self._stream} timed out") from None
+            raise ReadTimedOut(f"direct get on {self._stream} timed out") from None
         return msg, (msg.headers or {}).get("Status")
 
     async def _batch(self, query: dict[str, object]) -> AsyncGenerator[Msg]:
@@ -436,7 +436,7 @@ class EventStore:
                 try:
                     msg = await asyncio.wait_for(replies.get(), self._timeout)
                 except TimeoutError:
-                    raise AppendFailed(f"direct get on {self._stream} timed out") from None
+                    raise ReadTimedOut(f"direct get on {self._stream} timed out") from None
                 yield msg
                 if (msg.headers or {}).get("Status") is not None:
                     return

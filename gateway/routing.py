@@ -18,6 +18,7 @@ import msgspec
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from questlog.services.commands import domain_error
 from questlog.services.contract import protocol
 from questlog.services.contract.command_client import Actor
 from questlog.services.contract.protocol import METHODS, Method, RpcError
@@ -80,10 +81,12 @@ class Router:
         except RpcError as err:
             self._gw.metrics.errors += 1
             return None if item.notification else jsonrpc.error(item.id, err)
-        except Exception:
+        except Exception as exc:
             self._gw.metrics.errors += 1
-            log.exception("request failed", extra={"method": item.method})
-            return None if item.notification else jsonrpc.error(item.id, protocol.internal())
+            answer = domain_error(exc)  # a read that timed out under load is -32029, not -32603
+            if answer.code == protocol.INTERNAL_ERROR:
+                log.exception("request failed", extra={"method": item.method})
+            return None if item.notification else jsonrpc.error(item.id, answer)
         return None if item.notification else jsonrpc.result(item.id, value)
 
     async def route(self, call: jsonrpc.Call, caller: Caller) -> Any:

@@ -17,13 +17,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import msgspec
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, ServiceConfig
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from questlog.events.errors import ReadBehind
+from questlog.events.errors import ReadBehind, ReadTimedOut
 from questlog.events.schema import Recorded
 from questlog.events.subjects import valid_player_id
 from questlog.projections.read_models import ReadModels
@@ -68,6 +69,8 @@ def domain_error(exc: Exception) -> RpcError:
         return protocol.invalid_params(exc.field, exc.reason)
     if isinstance(exc, TooMuchContention | ReadBehind):
         return protocol.unavailable("the queue is changing too fast; try again", retry_after_ms=200)
+    if isinstance(exc, ReadTimedOut | NatsTimeoutError):
+        return protocol.unavailable("the game is busy; try again shortly")
     return protocol.internal()
 
 
