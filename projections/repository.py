@@ -63,6 +63,11 @@ class PlayerRepository:
         """Whether this process has the player's state cached."""
         return player_id in self._cache
 
+    def holds(self, seen: Recorded) -> bool:
+        """Whether the cached state already holds `seen` (this process appended or read past it)."""
+        state = self._cache.get(seen.player_id)
+        return state is not None and state.version >= seen.version and state.last_seq >= seen.seq
+
     def holding(self, seen: Recorded) -> PlayerState | None:
         """The cached state if it already holds `seen`, or `seen` is the very next event (folded in); else None.
 

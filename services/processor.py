@@ -2,11 +2,13 @@
 
 It reacts to the events that can make a queue move (a task queued, a reward
 granted, a task finished, a resume…) and to durable timers. Each reaction is
-state-based: load the player, ask the engine what is due, append. A step due
-in the future becomes a JetStream scheduled message; steps already due (the
-processor was down, or steps are short) are caught up at once in atomic
-batches of whole decisions, each event with its due time as `occurred_at`,
-so a catch-up writes exactly the events live processing would have written.
+state-based: load the player, ask the engine what is due by now, append. A
+step due in the future becomes a JetStream scheduled message; when it fires,
+the step, its reward and the next start go in one atomic append (the reward
+service only settles steps appended alone). Steps already due (the processor
+was down, or steps are short) are caught up at once in atomic batches of
+whole decisions, each event with its due time as `occurred_at`, so a catch-up
+writes exactly the events live processing would have written.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class Processor:
     def __init__(self, wiring: Wiring, rules: Rules, clock: Clock, repo: PlayerRepository) -> None:
         self.rules = rules
         self.clock = clock
+        self.repo = repo
         self.loop = DecisionLoop(wiring.store, repo)
         self.scheduler = TimerScheduler(wiring.js)
         self.registry = wiring.store.registry
@@ -103,56 +106,59 @@ class Processor:
     async def on_event(self, msg: Msg) -> None:
         rec = decode_stored(msg, self.registry)
         # In the middle of an append (a reward and the level-up after it), the
-        # state up to this event is one the log never rested at: read instead.
-        seen = rec if ends_its_append(msg.headers or {}) else None
+        # state up to this event is one the log never rested at: read instead,
+        # unless the cached state is already past it (this process wrote it).
+        seen = rec if ends_its_append(msg.headers or {}) or self.repo.holds(rec) else None
         await self.drive(rec.player_id, seen=seen, after_seq=rec.seq)
 
     async def on_timer(self, msg: Msg) -> None:
-        timer = timer_decoder.decode(msg.data)
-        await self.fire(timer)
-        await self.drive(timer.player_id, after_seq=timer.after_seq)
+        await self.fire(timer_decoder.decode(msg.data))
 
     async def fire(self, timer: Timer) -> None:
-        """A due timer: complete the step, or restart the task for a retry (stale ones do nothing)."""
-
-        def decide(state: PlayerState) -> tuple[list[NewEvent], None]:
-            if timer.kind == "retry":
-                return engine.retry(state, timer.task_id, timer.attempt, timer.due_at), None
-            return engine.complete_step(state, timer.task_id, timer.step, timer.attempt, timer.due_at), None
-
-        await self.loop.run(
+        """A due timer: the step, its reward and what starts after, in one append (a stale one
+        writes only what else is due)."""
+        # up to the timer's own time even if this clock is a little behind the server's
+        await self.drive(
             timer.player_id,
-            decide,
-            causation_id=f"timer:{timer.schedule_subject}",
-            fresh=True,
             after_seq=timer.after_seq,
+            causation_id=f"timer:{timer.schedule_subject}",
+            at_least=timer.due_at,
         )
 
-    async def drive(self, player_id: str, *, seen: Recorded | None = None, after_seq: int = 0) -> None:
-        """Start what can start; then schedule, or at once complete, what is due next.
+    async def drive(
+        self,
+        player_id: str,
+        *,
+        seen: Recorded | None = None,
+        after_seq: int = 0,
+        causation_id: str = "catch-up",
+        at_least: datetime | None = None,
+    ) -> None:
+        """Write what is due by now (a start, a step, its reward), then schedule the next timer.
 
+        Each append holds whole decisions, each event at its due time, so a
+        queue that waited (the processor was down) gets exactly the events
+        live processing would have written.
         `seen`: the event that made us drive, so a cached state holding it needs no read.
         `after_seq`: what triggered us is at this sequence; no decision is taken on less.
         """
-        outcome = await self.loop.run(
-            player_id,
-            lambda s: (engine.advance(s, s.updated_at or self.clock.now(), self.rules), None),
-            causation_id="advance",
-            fresh=True,
-            seen=seen,
-            after_seq=after_seq,
-        )
-        state = outcome.state
-        timer = next_timer(state)
-        while timer is not None and timer.due_at <= self.clock.now():
-            # Overdue (the processor was down, or steps are short): write what live
-            # processing would have written, up to now, in atomic batches.
-            caught = await self.loop.run(
-                player_id, partial(self._catch_up, now=self.clock.now()), causation_id="catch-up", fresh=True
+        while True:
+            now = self.clock.now() if at_least is None else max(self.clock.now(), at_least)
+            outcome = await self.loop.run(
+                player_id,
+                partial(self._catch_up, now=now),
+                causation_id=causation_id,
+                fresh=True,
+                seen=seen,
+                after_seq=after_seq,
             )
-            if not caught.recorded:
-                return
-            timer = next_timer(caught.state)
+            timer = next_timer(outcome.state)
+            if timer is None or timer.due_at > now:
+                break
+            if not outcome.recorded:
+                return  # due, yet nothing to write: its timer would only fire again at once
+            # more was due than one append holds
+            seen, after_seq, causation_id = None, outcome.state.last_seq, "catch-up"
         if timer is not None:
             await self.scheduler.schedule(timer)
 

@@ -3,6 +3,11 @@
 Exactly once follows from the state, not from delivery: the engine grants a
 step only if the player's log has no reward for it yet, and the append's OCC
 check makes two instances (or a redelivery) agree on one answer.
+
+The processor settles a step in the same append that completes it, in the
+decision right after it (`engine.catch_up`); so a step with more of its
+append after it is settled already, and only one appended alone (a catch-up
+cut at its limit, an older processor) is this service's to reward.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 from nats.aio.msg import Msg
 
 from questlog.events.schema import TaskStepCompleted
-from questlog.events.store import decode_stored
+from questlog.events.store import decode_stored, ends_its_append
 from questlog.events.subjects import events_of_type
 from questlog.projections.repository import PlayerRepository
 from questlog.services.rules.catalog import Rules, load_rules
@@ -30,6 +35,8 @@ class RewardService:
         self.registry = wiring.store.registry
 
     async def on_step(self, msg: Msg) -> None:
+        if not ends_its_append(msg.headers or {}):
+            return
         rec = decode_stored(msg, self.registry)
         step = rec.event
         assert isinstance(step, TaskStepCompleted)
