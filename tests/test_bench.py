@@ -86,8 +86,10 @@ def test_chaos(tmp_path: Path) -> None:
 MIX = {"queue.get", "player.get", "queue.enqueue", "queue.reorder", "queue.cancel"}
 
 
-def test_players_open_loop(tmp_path: Path) -> None:
-    result = bench(tmp_path, "players", "--players", "20", "--interval", "1", "--duration", "4", "--warmup", "1")
+def test_players_open_loop_on_two_workers(tmp_path: Path) -> None:
+    workers = ("commands,processor,reward", "projector,snapshotter,presence,notifier")
+    args = ("--players", "20", "--interval", "1", "--duration", "4", "--warmup", "1", "--workers", *workers)
+    result = bench(tmp_path, "players", *args)
     f = result["figures"]
     assert f["mode"] == "open-loop" and set(f["mix"]) == MIX and abs(sum(f["mix"].values()) - 1) < 1e-9
     w = f["window"]
@@ -95,9 +97,11 @@ def test_players_open_loop(tmp_path: Path) -> None:
     assert set(w["command_latency"]) <= MIX | {"all"} and w["command_latency"]["all"]["p99_ms"] > 0
     assert w["delivery_latency"]["count"] > 0 and w["nats_msgs_per_stored_event"] > 0
     assert w["system_cpu_ms_per_stored_event"] > 0
-    assert {c["name"] for c in w["cpu"]} >= {"gateway", "commands", "nats-server", "bench (load generator)"}
+    names = {c["name"] for c in w["cpu"]}
+    assert names >= {"gateway", "commands+processor+reward", "nats-server", "bench (load generator)"}
     check = f["check"]
     assert check["players"] == 20 and check["steps_completed"] == check["rewards_granted"] > 0
+    assert f["clients_resumed_with_state"] == 0, "no client fell behind at this size"
     assert {t["name"] for t in result["targets"]} == {"enqueue p99", "delivery p99", "system CPU per stored event"}
 
 

@@ -147,3 +147,12 @@ def test_a_service_process_collects_garbage_in_fewer_larger_passes() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True", "True"], out
+
+
+async def test_run_names_the_unknown_service_and_what_exists(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        QUESTLOG, "run", "processor,rewards", env=env_for(tmp_path), stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert "'rewards'" in err.decode() and "reward" in err.decode().split("choose from", 1)[1]

@@ -162,6 +162,8 @@ class Options:
     overload: float | None = None
     capacity_players: int | None = None  # --overload without --find-capacity: the capacity to start from
     step_players: int = 250  # --find-capacity: players at the first step, and added at each next one
+    # --workers: the services grouped into worker processes ("commands,processor,reward"), else one each
+    workers: tuple[str, ...] = SERVICES
 
 
 # -- the players ------------------------------------------------------------------------------
@@ -518,7 +520,7 @@ async def run_players(result: BenchResult, console: Console, opts: Options) -> N
         connect_s=0.0,
         connect_failures=0,
     )
-    async with BenchStack(SERVICES, gateway=True, time_scale=scale) as stack:
+    async with BenchStack(opts.workers, gateway=True, time_scale=scale) as stack:
         meter = Meter(stack)
         assert stack.nc is not None
         admin = CommandClient(stack.nc, timeout=30.0)
@@ -526,7 +528,7 @@ async def run_players(result: BenchResult, console: Console, opts: Options) -> N
         everyone: list[IdlePlayer] = []
         plays: list[asyncio.Task[None]] = []
         with Dashboard(console, f"players ({mode})") as dash:
-            dash.stats["stack"] = "nats-server, redis-server, " + ", ".join(SERVICES) + ", gateway (subprocesses)"
+            dash.stats["stack"] = "nats-server, redis-server, " + ", ".join(opts.workers) + ", gateway (subprocesses)"
             if opts.saturate:
                 dash.phase("raw OCC appends on a scratch stream", 1)
                 figures.raw_appends_per_s = await raw_appends_per_s(stack)
@@ -579,7 +581,8 @@ async def run_players(result: BenchResult, console: Console, opts: Options) -> N
                     p.pace(p.mean_s)  # wakes it to see `stop`
                 await asyncio.gather(*plays, return_exceptions=True)
             figures.check = await settle_and_check(stack, everyone, dash)
-            figures.clients_resumed_with_state = sum(1 for p in everyone if p.client.states)
+            # the first hello carries a state too; any later one is a resume past the replay limit
+            figures.clients_resumed_with_state = sum(1 for p in everyone if len(p.client.states) > 1)
             closing = dash.phase("closing clients", len(everyone))
             for chunk in range(0, len(everyone), 200):
                 await asyncio.gather(*(p.close() for p in everyone[chunk : chunk + 200]))

@@ -90,6 +90,13 @@ def add_bench_parser(sub: Any) -> None:
     )
     b.add_argument("--capacity", type=int, help="players --overload: the capacity in players (else found first)")
     b.add_argument("--step", type=int, default=250, help="players --find-capacity: players per step (250)")
+    b.add_argument(
+        "--workers",
+        nargs="+",
+        metavar="SERVICES",
+        help="players: worker processes, each running the comma-separated services given "
+        "(e.g. commands,processor,reward projector,snapshotter,presence,notifier); default one process per service",
+    )
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--out", default="bench-results", help="directory of the JSON result files")
 
@@ -127,6 +134,7 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
     result = new_result(args.scenario, command, _parameters(args))
     if args.scenario == "players":
         from .idle_game import Options, run_players
+        from .load import SERVICES
 
         opts = Options(
             players=args.players,
@@ -139,6 +147,7 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
             overload=args.overload,
             capacity_players=args.capacity,
             step_players=args.step,
+            workers=tuple(args.workers) if args.workers else SERVICES,
         )
         await run_players(result, console, opts)
     elif args.scenario == "append":
@@ -182,6 +191,7 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
             "overload",
             "capacity",
             "step",
+            "workers",
             "seed",
         ),
         "append": ("players", "duration"),

@@ -52,7 +52,10 @@ class StackError(RuntimeError):
 
 
 class ServiceProcess:
-    """One `questlog run <service>`: started, killed with SIGKILL, restarted, stopped with SIGTERM."""
+    """One `questlog run <service>`: started, killed with SIGKILL, restarted, stopped with SIGTERM.
+
+    `service` may name several, comma-separated: one worker process running them all.
+    """
 
     def __init__(self, service: str, env: dict[str, str], log_dir: Path, index: int = 0) -> None:
         self.service, self.env, self.log_dir, self.index = service, env, log_dir, index
@@ -62,7 +65,8 @@ class ServiceProcess:
 
     @property
     def name(self) -> str:
-        return f"{self.service}-{self.index}" if self.index else self.service
+        name = self.service.replace(",", "+")
+        return f"{name}-{self.index}" if self.index else name
 
     @property
     def pid(self) -> int:
@@ -263,21 +267,27 @@ class BenchStack:
                 await asyncio.sleep(0.1)  # readiness of another process: nothing to await but a poll
 
     async def _is_ready(self, proc: ServiceProcess, js: object) -> bool:
+        for service in proc.service.split(","):
+            if not await self._serves(proc, service):
+                return False
+        return True
+
+    async def _serves(self, proc: ServiceProcess, service: str) -> bool:
         assert self.nc is not None
-        if proc.service == "commands":
+        if service == "commands":
             try:
                 await self.nc.request("$SRV.PING.questlog-commands", b"", timeout=0.5)
                 return True
             except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
                 return False
-        if proc.service == "gateway":
+        if service == "gateway":
             try:
                 url = self.http_urls[self.gateways.index(proc)]
                 async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as r:
                     return r.status == 200
             except aiohttp.ClientError:
                 return False
-        durable = CONSUMERS.get(proc.service)
+        durable = CONSUMERS.get(service)
         if durable is None:
             return True
         try:

@@ -16,8 +16,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("up", help="run the whole system on embedded NATS and Redis")
 
-    run = sub.add_parser("run", help="run one service, configured by the environment")
-    run.add_argument("service", help="the service to run (see `questlog services`)")
+    run = sub.add_parser("run", help="run a service (or several in one process), configured by the environment")
+    run.add_argument("service", help="the service to run, or several: processor,reward (see `questlog services`)")
 
     sub.add_parser("services", help="list the services `run` accepts")
 
@@ -122,13 +122,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return run_bench(args, settings)
     if args.command == "run":
         from .roster import services
-        from .stack import run_one
+        from .stack import run_process
 
         chosen = services()
-        if args.service not in chosen:
-            print(f"questlog: no service {args.service!r}; choose one of {', '.join(chosen)}", file=sys.stderr)
+        names = [n.strip() for n in args.service.split(",") if n.strip()]
+        unknown = [n for n in names if n not in chosen]
+        if unknown or not names:
+            missing = unknown[0] if unknown else args.service
+            print(f"questlog: no service {missing!r}; choose from {', '.join(chosen)}", file=sys.stderr)
             return 2
-        return asyncio.run(run_one(settings.with_jwt_secret(), args.service, chosen[args.service]))
+        return asyncio.run(run_process(settings.with_jwt_secret(), {n: chosen[n] for n in names}))
     raise AssertionError(args.command)
 
 

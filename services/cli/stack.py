@@ -109,15 +109,22 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def run_one(settings: Settings, name: str, main: ServiceMain) -> int:
-    """`questlog run <name>`: one service on the configured NATS and Redis, until SIGTERM."""
+async def run_process(settings: Settings, chosen: dict[str, ServiceMain]) -> int:
+    """`questlog run <name>[,<name>…]`: services in one process on the configured NATS and Redis, until SIGTERM.
+
+    Several in one process share its connections and event loop: one worker
+    per core running a few services costs less CPU than a process each.
+    """
+    name = "+".join(chosen)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     telemetry = setup_telemetry(f"questlog-{name}")
     serving: list[Wiring] = []  # the wiring once connected: /readyz asks it
     metrics = (
         await serve_metrics(
-            settings.http_host, settings.metrics_port, ready=lambda: bool(serving) and serving[0].ready(name).is_set()
+            settings.http_host,
+            settings.metrics_port,
+            ready=lambda: bool(serving) and all(serving[0].ready(n).is_set() for n in chosen),
         )
         if settings.metrics_port
         else None
@@ -126,7 +133,7 @@ async def run_one(settings: Settings, name: str, main: ServiceMain) -> int:
         async with connect(settings, name=f"questlog-{name}") as wiring:
             serving.append(wiring)
             tune_gc()
-            await run_services(wiring, {name: main}, stop)
+            await run_services(wiring, chosen, stop)
     except (UnreachableError, StartupTimeout, StreamMismatch) as exc:
         log.error("questlog run %s: %s", name, exc)
         print(f"questlog run {name}: {exc}", file=sys.stderr)
