@@ -4,10 +4,11 @@ Exactly once follows from the state, not from delivery: the engine grants a
 step only if the player's log has no reward for it yet, and the append's OCC
 check makes two instances (or a redelivery) agree on one answer.
 
-The processor settles a step in the same append that completes it, in the
-decision right after it (`engine.catch_up`); so a step with more of its
-append after it is settled already, and only one appended alone (a catch-up
-cut at its limit, an older processor) is this service's to reward.
+The processor settles each step it completes in its very next decision
+(`engine.catch_up`), and comes back to it after a crash (the timer or event
+it was handling is redelivered); so a step it wrote is left to it, and this
+service rewards the others (anything else that completes steps, or a log
+written before that rule).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 from nats.aio.msg import Msg
 
 from questlog.events.schema import TaskStepCompleted
-from questlog.events.store import decode_stored, ends_its_append
+from questlog.events.store import decode_stored
 from questlog.events.subjects import events_of_type
 from questlog.projections.repository import PlayerRepository
 from questlog.services.rules.catalog import Rules, load_rules
@@ -25,6 +26,7 @@ from questlog.services.runtime.connections import Wiring
 from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 
 from .decision_loop import DecisionLoop
+from .processor import SETTLES_ITS_STEPS
 from .rules import engine
 
 
@@ -35,9 +37,9 @@ class RewardService:
         self.registry = wiring.store.registry
 
     async def on_step(self, msg: Msg) -> None:
-        if not ends_its_append(msg.headers or {}):
-            return
         rec = decode_stored(msg, self.registry)
+        if (rec.causation_id or "").startswith(SETTLES_ITS_STEPS):
+            return
         step = rec.event
         assert isinstance(step, TaskStepCompleted)
         await self.loop.run(

@@ -149,8 +149,8 @@ async def test_a_timer_fires_no_decision_on_a_state_before_the_one_it_was_set_fr
     after = await wiring.store.read(player_id)
     fired = after[len(log) :]
     assert [r.type for r in fired][:2] == ["task.step_completed", "reward.granted"], "the step completed all the same"
-    # the step and its reward are one decision, in one append
-    assert fired[0].causation_id == fired[1].causation_id and fired[0].causation_id.startswith("timer:")
+    # the processor settles the step it completed, in the decision after it
+    assert fired[0].causation_id.startswith("timer:") and fired[1].causation_id.startswith("catch-up")
 
 
 async def test_reads_for_a_trigger_ask_for_a_replica_that_holds_it(settings: Settings, player_id: str) -> None:
