@@ -127,12 +127,16 @@ class Processor:
     async def fire(self, timer: Timer) -> None:
         """A due timer: the step, its reward and what starts after, in one append (a stale one
         writes only what else is due)."""
-        # up to the timer's own time even if this clock is a little behind the server's
+        # Up to the timer's own time even if this clock is a little behind the server's.
+        # No read if the cache reaches the state the timer was set from: a later event
+        # that moved the timer is a trigger, handled on its own, and an append on a
+        # stale cache is refused by its concurrency check.
         await self.drive(
             timer.player_id,
             after_seq=timer.after_seq,
             causation_id=f"{TIMER}{timer.schedule_subject}",
             at_least=timer.due_at,
+            fresh=False,
         )
 
     async def drive(
@@ -143,6 +147,7 @@ class Processor:
         after_seq: int = 0,
         causation_id: str = CATCH_UP,
         at_least: datetime | None = None,
+        fresh: bool = True,
     ) -> None:
         """Write what is due by now (a start, a step, its reward), then schedule the next timer.
 
@@ -151,8 +156,8 @@ class Processor:
         live processing would have written.
         `seen`: the event that made us drive, so a cached state holding it needs no read.
         `after_seq`: what triggered us is at this sequence; no decision is taken on less.
+        `fresh=False`: the first decision may take the cached state as it is.
         """
-        fresh = True
         while True:
             now = self.clock.now() if at_least is None else max(self.clock.now(), at_least)
             outcome = await self.loop.run(
