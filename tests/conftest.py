@@ -116,7 +116,9 @@ def spans() -> InMemorySpanExporter:
     """Finished spans of the process's tracer provider (installed here if nobody did)."""
     from questlog.services.runtime.telemetry import setup_telemetry
 
-    setup_telemetry("questlog-tests", environ={}, registry=CollectorRegistry())
+    # no exporter here, so a sampler must be asked for, or nothing is recorded
+    sampled = {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
+    setup_telemetry("questlog-tests", environ=sampled, registry=CollectorRegistry())
     provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     exporter = InMemorySpanExporter()

@@ -21,7 +21,7 @@ import pytest_asyncio
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -199,6 +199,23 @@ def test_exporters_follow_the_standard_variables() -> None:
     assert kinds({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://h:1/x"}) == (
         "prometheus",
     )
+
+
+def test_with_nothing_to_export_spans_are_not_recorded_but_their_context_travels() -> None:
+    def tracer(env: dict[str, str]) -> trace.Tracer:
+        t = setup_telemetry("x", environ=env, registry=CollectorRegistry(), install_global=False)
+        return t.tracer_provider.get_tracer("test")
+
+    with tracer({}).start_as_current_span("root") as root:
+        assert not root.is_recording() and root.get_span_context().is_valid
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        assert int(carrier["traceparent"][-2:], 16) & 1 == 0  # the ids go on, unsampled
+    sampled_parent = propagate.extract({"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"})
+    with tracer({}).start_as_current_span("child", context=sampled_parent) as child:
+        assert child.is_recording(), "under a sampled parent (an upstream that exports) it records"
+    with tracer({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}).start_as_current_span("asked") as asked:
+        assert asked.is_recording()
 
 
 @pytest_asyncio.fixture
