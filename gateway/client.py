@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from questlog.services.contract.protocol import RpcError
+from questlog.services.contract.protocol import RATE_LIMITED, RpcError
 
 log = logging.getLogger("questlog.client")
 
@@ -122,6 +122,19 @@ class QuestlogClient:
         timeout = timeout or self._call_timeout_s
         await asyncio.wait_for(self.connected.wait(), timeout)
         return await self._call_on(self._ws, method, params, timeout)
+
+    async def call_admitted(self, method: str, params: dict[str, Any], *, give_up_s: float = 60.0) -> Any:
+        """`call`, sent again after each -32029 once its `retry_after_ms` passed (give `params`
+        a `command_id`, so a command that landed after all is not applied twice)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + give_up_s
+        while True:
+            try:
+                return await self.call(method, params)
+            except RpcError as exc:
+                if exc.code != RATE_LIMITED or loop.time() >= until:
+                    raise
+                await asyncio.sleep((exc.data or {}).get("retry_after_ms", 500) / 1000)  # the back-off it asked for
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         await self.connected.wait()

@@ -126,3 +126,13 @@ def test_players_find_capacity_then_overload(tmp_path: Path) -> None:
         "back within 20 % of the p99 before",
         "players held at one command per 10 s",
     }
+
+
+def test_players_overload_from_a_given_capacity(tmp_path: Path) -> None:
+    args = ("--capacity", "6", "--interval", "1", "--duration", "4", "--warmup", "1")
+    result = bench(tmp_path, "players", "--overload", "2", *args)
+    f = result["figures"]
+    assert "capacity_steps" not in f or not f["capacity_steps"], "a given capacity is not searched for"
+    o = f["overload"]
+    assert o["capacity_players"] == 6 and f["check"]["players"] == 6, "the capacity's players, not the search's most"
+    assert o["offered_commands_per_s"] > o["capacity_commands_per_s"]

@@ -46,6 +46,7 @@ from questlog.events.streams import stream_configs
 from questlog.gateway.auth import issue_token
 from questlog.services.contract.command_client import Actor, CommandClient
 from questlog.services.contract.protocol import RATE_LIMITED, RpcError
+from questlog.services.runtime.startup import patiently
 
 from .append import Side, raw_writer
 from .checks import LogCheck, check_acknowledged, check_player, check_received
@@ -336,7 +337,9 @@ class Meter:
         self.nc = stack.nc
 
     async def last_seq(self) -> int:
-        info = await self.nc.jetstream().stream_info(self.stack.settings.streams.events)
+        # a saturated server may take longer than a request's timeout to answer
+        js, stream = self.nc.jetstream(), self.stack.settings.streams.events
+        info = await patiently("read the stream's last sequence", lambda: js.stream_info(stream), deadline_s=60)
         return info.state.last_seq
 
     async def server_msgs(self) -> int | None:
@@ -561,13 +564,15 @@ async def run_players(result: BenchResult, console: Console, opts: Options) -> N
             try:
                 if opts.find_capacity or (opts.overload is not None and opts.capacity_players is None):
                     await find_capacity(figures, meter, join, everyone, opts, dash)
+                elif opts.overload is not None and opts.capacity_players is not None:
+                    await join(opts.capacity_players)  # --capacity given: start there
+                    await warm_up(dash, opts.warmup_s)
                 else:
                     await join(opts.players)
                     await warm_up(dash, opts.warmup_s)
-                    if opts.overload is None:
-                        figures.window, _ = await measure(
-                            meter, everyone, opts.duration_s, dash, f"measuring {len(everyone)} players"
-                        )
+                    figures.window, _ = await measure(
+                        meter, everyone, opts.duration_s, dash, f"measuring {len(everyone)} players"
+                    )
                 if opts.overload is not None:
                     if opts.capacity_players is not None and len(everyone) < opts.capacity_players:
                         await join(opts.capacity_players - len(everyone))
