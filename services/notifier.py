@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from questlog.events.registry import EventRegistry
 from questlog.events.schema import PlayerLeveledUp, QueuePaused, Recorded, RewardGranted
 from questlog.events.store import decode_stored
-from questlog.events.subjects import events_of_type
+from questlog.events.subjects import EVENTS_WILDCARD, type_of
 from questlog.services.contract.protocol import rfc3339
 from questlog.services.runtime.batching import Coalescer
 from questlog.services.runtime.connections import Wiring
@@ -202,6 +202,8 @@ class Notifier:
         self._webhook = webhook
 
     async def handle(self, msg: Msg) -> None:
+        if type_of(msg.subject) not in NOTABLE:
+            return
         rec = decode_stored(msg, self._registry)
         note = notification_for(rec)
         if note is None:
@@ -216,7 +218,8 @@ class Notifier:
 
 
 def notifier_spec(settings: Settings, durable: str = DURABLE) -> ConsumerSpec:
-    return ConsumerSpec.of_service(settings, durable, [events_of_type(t) for t in NOTABLE])
+    # one wildcard, the notable types chosen in `handle` (see the processor's durable)
+    return ConsumerSpec.of_service(settings, durable, [EVENTS_WILDCARD])
 
 
 async def serve_notifier(wiring: Wiring, stop: asyncio.Event, *, rt: Any = None, durable: str = DURABLE) -> None:

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 
 from questlog.events.schema import NewEvent, Recorded
 from questlog.events.store import decode_stored, ends_its_append
-from questlog.events.subjects import events_of_type
+from questlog.events.subjects import EVENTS_WILDCARD, type_of
 from questlog.projections import due
 from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
@@ -70,6 +70,7 @@ TRIGGERS = (
     "task.retry_scheduled",
     "admin.granted",
 )
+_TRIGGERS = frozenset(TRIGGERS)
 
 
 def next_timer(state: PlayerState) -> Timer | None:
@@ -114,6 +115,8 @@ class Processor:
         self.registry = wiring.store.registry
 
     async def on_event(self, msg: Msg) -> None:
+        if type_of(msg.subject) not in _TRIGGERS:
+            return
         rec = decode_stored(msg, self.registry)
         # In the middle of an append (a reward and the level-up after it), the
         # state up to this event is one the log never rested at: read instead,
@@ -205,7 +208,9 @@ async def serve_processor(
     rules = rules or load_rules(time_scale=wiring.settings.time_scale)
     processor = Processor(wiring, rules, clock or SystemClock(), await wiring.players())
     s = wiring.settings
-    events = ConsumerSpec.of_service(s, "processor", [events_of_type(t) for t in TRIGGERS])
+    # One wildcard filter, the types chosen in on_event: durables with many filter
+    # subjects make nats-server slower to store and republish every event (docs/benchmarks.md).
+    events = ConsumerSpec.of_service(s, "processor", [EVENTS_WILDCARD])
     timers = ConsumerSpec.of_service(s, "processor-timers", [DUE_SUBJECTS], stream=s.streams.timers)
     sweep = Sweep(processor.unstick, ReadModels(wiring.redis), processor.clock, s.sweep_grace_s, s.sweep_every_s)
     await schedule_sweeps(wiring.js, s.sweep_every_s)
