@@ -33,6 +33,7 @@ from questlog.services.rules.catalog import Rules, load_rules
 from questlog.services.rules.clock import Clock, SystemClock
 from questlog.services.runtime.connections import Wiring
 from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
+from questlog.services.runtime.settings import Settings
 
 from .decision_loop import DecisionLoop
 from .rules import engine
@@ -43,7 +44,7 @@ log = logging.getLogger("questlog.processor")
 
 CATCH_UP_BATCH = 500  # events per atomic append while catching up
 # From this many events due at once, one atomic batch; below, an append per decision:
-# nats-server spends about 1.8 ms of CPU on any batch and 0.05-0.15 ms on a lone event.
+# nats-server spends far more on an atomic batch than on a lone event (docs/benchmarks.md).
 BATCH_FROM = 8
 
 # What the processor's appends are caused by. Each step it writes it settles
@@ -55,22 +56,23 @@ SETTLES_ITS_STEPS = (TIMER, CATCH_UP, SWEEP)
 # Events after which the queue may have something to do. Any other event must
 # never make work due or move the next timer by itself: the processor is not
 # woken by it, and may decide on a state that ends at the trigger's append.
-TRIGGERS = (
-    "player.created",
-    "task.enqueued",
-    "task.cancelled",
-    "queue.reordered",
-    "queue.cleared",
-    "queue.resumed",
-    "queue.configured",
-    "task.started",
-    "reward.granted",
-    "task.completed",
-    "task.failed",
-    "task.retry_scheduled",
-    "admin.granted",
+TRIGGERS = frozenset(
+    {
+        "player.created",
+        "task.enqueued",
+        "task.cancelled",
+        "queue.reordered",
+        "queue.cleared",
+        "queue.resumed",
+        "queue.configured",
+        "task.started",
+        "reward.granted",
+        "task.completed",
+        "task.failed",
+        "task.retry_scheduled",
+        "admin.granted",
+    }
 )
-_TRIGGERS = frozenset(TRIGGERS)
 
 
 def next_timer(state: PlayerState) -> Timer | None:
@@ -109,27 +111,26 @@ class Processor:
     def __init__(self, wiring: Wiring, rules: Rules, clock: Clock, repo: PlayerRepository) -> None:
         self.rules = rules
         self.clock = clock
-        self.repo = repo
         self.loop = DecisionLoop(wiring.store, repo)
         self.scheduler = TimerScheduler(wiring.js)
         self.registry = wiring.store.registry
 
     async def on_event(self, msg: Msg) -> None:
-        if type_of(msg.subject) not in _TRIGGERS:
+        if type_of(msg.subject) not in TRIGGERS:
             return
         rec = decode_stored(msg, self.registry)
         # In the middle of an append (a reward and the level-up after it), the
         # state up to this event is one the log never rested at: read instead,
         # unless the cached state is already past it (this process wrote it).
-        seen = rec if ends_its_append(msg.headers or {}) or self.repo.holds(rec) else None
+        seen = rec if ends_its_append(msg.headers or {}) or self.loop.repo.holds(rec) else None
         await self.drive(rec.player_id, seen=seen, after_seq=rec.seq)
 
     async def on_timer(self, msg: Msg) -> None:
         await self.fire(timer_decoder.decode(msg.data))
 
     async def fire(self, timer: Timer) -> None:
-        """A due timer: the step, its reward and what starts after, in one append (a stale one
-        writes only what else is due)."""
+        """A due timer: the step, its reward and what starts after, each decision appended by
+        itself (a stale timer writes only what else is due)."""
         # Up to the timer's own time even if this clock is a little behind the server's.
         # No read if the cache reaches the state the timer was set from: a later event
         # that moved the timer is a trigger, handled on its own, and an append on a
@@ -202,15 +203,20 @@ class Processor:
         return [e for d in decisions for e in d], None
 
 
+def processor_spec(settings: Settings) -> ConsumerSpec:
+    """The durable of the events the processor reacts to."""
+    # One wildcard filter, the TRIGGERS chosen in on_event: durables with many filter
+    # subjects make nats-server slower to store and republish every event (docs/benchmarks.md).
+    return ConsumerSpec.of_service(settings, "processor", [EVENTS_WILDCARD])
+
+
 async def serve_processor(
     wiring: Wiring, stop: asyncio.Event, *, rules: Rules | None = None, clock: Clock | None = None
 ) -> None:
     rules = rules or load_rules(time_scale=wiring.settings.time_scale)
     processor = Processor(wiring, rules, clock or SystemClock(), await wiring.players())
     s = wiring.settings
-    # One wildcard filter, the types chosen in on_event: durables with many filter
-    # subjects make nats-server slower to store and republish every event (docs/benchmarks.md).
-    events = ConsumerSpec.of_service(s, "processor", [EVENTS_WILDCARD])
+    events = processor_spec(s)
     timers = ConsumerSpec.of_service(s, "processor-timers", [DUE_SUBJECTS], stream=s.streams.timers)
     sweep = Sweep(processor.unstick, ReadModels(wiring.redis), processor.clock, s.sweep_grace_s, s.sweep_every_s)
     await schedule_sweeps(wiring.js, s.sweep_every_s)

@@ -7,8 +7,6 @@ from pathlib import Path
 import msgspec
 import nats
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
 from nats.js.api import KeyValueConfig
 
@@ -19,7 +17,6 @@ from questlog.projections.repository import PlayerRepository
 from questlog.projections.snapshots import SnapshotStore
 from questlog.projections.state import STATE_SCHEMA, PlayerState
 from questlog.services.runtime.settings import Settings, load_settings
-from questlog.services.snapshotter import snapshot_due
 
 from .servers import local_nats
 from .stacks import drained
@@ -38,34 +35,6 @@ async def scratch(store: EventStore, player_id: str) -> PlayerState:
     return state
 
 
-@given(
-    every=st.integers(1, 60),
-    first=st.integers(1, 500),
-    gaps=st.lists(st.integers(1, 3), max_size=200),
-)
-def test_a_snapshot_at_each_multiple_passed_once_whatever_events_were_left_out(
-    every: int, first: int, gaps: list[int]
-) -> None:
-    """Handed versions with gaps (the types its durable leaves out), each twice: snapshots at
-    multiples only, none twice, and none of the multiples passed waits for more than the gap."""
-    handed = [first]
-    for gap in gaps:
-        handed.append(handed[-1] + gap)
-    taken: list[int] = []
-    previous: int | None = None
-    for version in handed:
-        for _ in range(2):  # each one delivered twice
-            at = snapshot_due(version, previous, every)
-            if at is not None:
-                taken.append(at)
-            previous = version if previous is None else max(previous, version)
-    assert all(t % every == 0 for t in taken) and taken == sorted(set(taken))
-    longest = max(gaps, default=1)
-    for m in range(every, handed[-1] + 1, every):
-        if m >= first:
-            assert any(m <= t < m + longest for t in taken), (m, taken)
-
-
 async def test_snapshotter_writes_every_n_and_loading_from_it_equals_a_full_fold(
     call, nc: NATS, store: EventStore, settings: Settings, player_id: str
 ) -> None:
@@ -76,7 +45,7 @@ async def test_snapshotter_writes_every_n_and_loading_from_it_equals_a_full_fold
     snap = await SnapshotStore(kv, PlayerState, STATE_SCHEMA).get(player_id)
     assert snap is not None, f"the snapshotter should have written one after {settings.snapshot_every} events"
     assert snap.version % settings.snapshot_every == 0
-    # leaving rewards out of its durable moves no snapshot: the last multiple the log passed
+    # the last multiple the log passed
     assert snap.version == events[-1].version // settings.snapshot_every * settings.snapshot_every
     assert snap == await PlayerRepository(store).load_at(player_id, snap.version)
     loaded = await PlayerRepository.with_snapshots(store, kv).load(player_id)

@@ -17,7 +17,7 @@ from questlog.events.schema import NewEvent, Recorded
 from questlog.events.store import EventStore, Position
 from questlog.events.subjects import events_of_type
 from questlog.projections.due import next_timer
-from questlog.services.processor import TRIGGERS
+from questlog.services.processor import processor_spec
 from questlog.services.rules.commands import Enqueue
 from questlog.services.rules.engine import advance, complete_step
 from questlog.services.runtime.consumer import ConsumerSpec, ensure_consumer
@@ -74,7 +74,7 @@ async def test_a_queue_nothing_will_move_is_found_and_finished(tmp_path: Path, l
         store = EventStore(nc, settings.streams.events)
         await stored(store, player_id, world)
 
-        events = ConsumerSpec.of_service(settings, "processor", [events_of_type(t) for t in TRIGGERS])
+        events = processor_spec(settings)
         rewards = ConsumerSpec.of_service(settings, "reward", [events_of_type("task.step_completed")])
         assert await lost(nc, events) > 0
         assert await lost(nc, rewards) == (1 if left == "no-reward" else 0)

@@ -97,9 +97,9 @@ def setup_telemetry(
     exporters: list[str] = ["prometheus"]
 
     span_exporters = [(kind, e) for kind in _exporters(env, "TRACES") if (e := _span_exporter(kind, env)) is not None]
-    # Recorded spans nobody exports cost a busy service about a sixth of its CPU: with
-    # no exporter and no sampler asked for, spans are recorded only under a sampled
-    # parent (the trace context still travels in every header).
+    # Recording spans nobody exports is a large share of a busy service's CPU
+    # (docs/operations.md): with no exporter and no sampler asked for, spans are recorded
+    # only under a sampled parent (the trace context still travels in every header).
     quiet = not span_exporters and "OTEL_TRACES_SAMPLER" not in env
     tracer_provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_OFF) if quiet else None)
     for kind, exporter in span_exporters:
