@@ -10,33 +10,120 @@ import argparse
 import asyncio
 import shlex
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 from rich.console import Console
 
 from questlog.services.runtime.settings import Settings
 
-SCENARIOS = ("players", "append", "load", "reconnect-storm", "rebuild", "chaos")
+from .results import BenchResult, new_result, write_result
 
-# per scenario: (players, duration_s, events)
-DEFAULTS: dict[str, tuple[int, float, int]] = {
-    "players": (1000, 60.0, 0),
-    "append": (100, 5.0, 0),
-    "load": (1000, 30.0, 0),
-    "reconnect-storm": (1000, 0.0, 5),
-    "rebuild": (1000, 0.0, 100_000),
-    "chaos": (1000, 60.0, 0),
+Run = Callable[[BenchResult, Console, argparse.Namespace], Awaitable[None]]
+
+
+class Scenario(NamedTuple):
+    players: int  # the defaults of --players, --duration and --events
+    duration_s: float
+    events: int
+    parameters: tuple[str, ...]  # the arguments its result records
+    run: Run
+
+
+async def _players(result: BenchResult, console: Console, args: argparse.Namespace) -> None:
+    from .idle_game import Options, run_players
+    from .load import SERVICES
+
+    opts = Options(
+        players=args.players,
+        interval_s=args.interval,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        seed=args.seed,
+        saturate=args.saturate,
+        find_capacity=args.find_capacity,
+        overload=args.overload,
+        capacity_players=args.capacity,
+        step_players=args.step,
+        workers=tuple(args.workers) if args.workers else SERVICES,
+    )
+    await run_players(result, console, opts)
+
+
+async def _append(result: BenchResult, console: Console, args: argparse.Namespace) -> None:
+    from .append import run_append
+
+    await run_append(result, console, players=args.players, round_s=args.duration)
+
+
+async def _load(result: BenchResult, console: Console, args: argparse.Namespace) -> None:
+    from .load import run_load
+
+    await run_load(result, console, players=args.players, rate=args.rate, duration=args.duration, seed=args.seed)
+
+
+async def _idle(result: BenchResult, console: Console, args: argparse.Namespace) -> None:
+    from .load import run_idle
+
+    await run_idle(result, console, connections=args.idle, hold_s=args.duration, deflate=args.deflate)
+
+
+async def _storm(result: BenchResult, console: Console, args: argparse.Namespace) -> None:
+    from .reconnect_storm import run_storm
+
+    await run_storm(result, console, clients=args.players, missed=args.events, gateways=args.gateways)
+
+
+async def _rebuild(result: BenchResult, console: Console, args: argparse.Namespace) -> None:
+    from .rebuild import run_rebuild
+
+    await run_rebuild(result, console, players=args.players, events=args.events)
+
+
+async def _chaos(result: BenchResult, console: Console, args: argparse.Namespace) -> None:
+    from .chaos import run_chaos
+
+    await run_chaos(result, console, players=args.players, rate=args.rate, duration=args.duration, seed=args.seed)
+
+
+_PLAYERS_PARAMETERS = (
+    "players",
+    "interval",
+    "duration",
+    "warmup",
+    "saturate",
+    "find_capacity",
+    "overload",
+    "capacity",
+    "step",
+    "workers",
+    "seed",
+)
+SCENARIOS: dict[str, Scenario] = {
+    "players": Scenario(1000, 60.0, 0, _PLAYERS_PARAMETERS, _players),
+    "append": Scenario(100, 5.0, 0, ("players", "duration"), _append),
+    "load": Scenario(1000, 30.0, 0, ("players", "rate", "duration", "seed"), _load),
+    "reconnect-storm": Scenario(1000, 0.0, 5, ("players", "events", "gateways"), _storm),
+    "rebuild": Scenario(1000, 0.0, 100_000, ("players", "events"), _rebuild),
+    "chaos": Scenario(1000, 60.0, 0, ("players", "rate", "duration", "seed"), _chaos),
 }
+# `load --idle N` holds idle sockets instead: load's defaults (but --idle's hold), another run and parameters
+IDLE = SCENARIOS["load"]._replace(parameters=("idle", "duration", "deflate"), run=_idle)
 
 
-def add_bench_parser(sub: Any) -> None:
-    b = sub.add_parser(
+def _scenario(args: argparse.Namespace) -> Scenario:
+    return IDLE if args.scenario == "load" and args.idle else SCENARIOS[args.scenario]
+
+
+def add_bench_parser(sub: Any) -> argparse.ArgumentParser:
+    """The `bench` parser, added to `sub`; the command line chooses its handler (`run_bench`)."""
+    b: argparse.ArgumentParser = sub.add_parser(
         "bench",
         help="measure a scenario on a private stack and write a JSON result",
         description="Benchmarks: print figures and write bench-results/<scenario>-<time>.json. "
         "The load generator shares this machine's cores with everything it measures.",
     )
-    b.add_argument("scenario", choices=SCENARIOS)
+    b.add_argument("scenario", choices=tuple(SCENARIOS))
     b.add_argument(
         "--players",
         type=int,
@@ -99,10 +186,11 @@ def add_bench_parser(sub: Any) -> None:
     )
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--out", default="bench-results", help="directory of the JSON result files")
+    return b
 
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
-    players, duration, events = DEFAULTS[args.scenario]
+    players, duration, events, *_ = SCENARIOS[args.scenario]
     if args.scenario == "players" and (args.find_capacity or args.overload is not None):
         players = 10_000  # the most --find-capacity tries
     args.players = args.players or players
@@ -124,83 +212,17 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, console: Console) -> int:
-    from .results import new_result, write_result
-
     command = (
         "questlog bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
         if len(sys.argv) > 2
         else "questlog bench " + args.scenario
     )
-    result = new_result(args.scenario, command, _parameters(args))
-    if args.scenario == "players":
-        from .idle_game import Options, run_players
-        from .load import SERVICES
-
-        opts = Options(
-            players=args.players,
-            interval_s=args.interval,
-            duration_s=args.duration,
-            warmup_s=args.warmup,
-            seed=args.seed,
-            saturate=args.saturate,
-            find_capacity=args.find_capacity,
-            overload=args.overload,
-            capacity_players=args.capacity,
-            step_players=args.step,
-            workers=tuple(args.workers) if args.workers else SERVICES,
-        )
-        await run_players(result, console, opts)
-    elif args.scenario == "append":
-        from .append import run_append
-
-        await run_append(result, console, players=args.players, round_s=args.duration)
-    elif args.scenario == "load" and args.idle:
-        from .load import run_idle
-
-        await run_idle(result, console, connections=args.idle, hold_s=args.duration, deflate=args.deflate)
-    elif args.scenario == "load":
-        from .load import run_load
-
-        await run_load(result, console, players=args.players, rate=args.rate, duration=args.duration, seed=args.seed)
-    elif args.scenario == "reconnect-storm":
-        from .reconnect_storm import run_storm
-
-        await run_storm(result, console, clients=args.players, missed=args.events, gateways=args.gateways)
-    elif args.scenario == "rebuild":
-        from .rebuild import run_rebuild
-
-        await run_rebuild(result, console, players=args.players, events=args.events)
-    elif args.scenario == "chaos":
-        from .chaos import run_chaos
-
-        await run_chaos(result, console, players=args.players, rate=args.rate, duration=args.duration, seed=args.seed)
+    scenario = _scenario(args)
+    result = new_result(args.scenario, command, {k: getattr(args, k) for k in scenario.parameters})
+    await scenario.run(result, console, args)
     path = write_result(result, args.out)
     _report(console, result, path)
     return 0 if result.checks_passed else 1
-
-
-def _parameters(args: argparse.Namespace) -> dict[str, Any]:
-    keys = {
-        "players": (
-            "players",
-            "interval",
-            "duration",
-            "warmup",
-            "saturate",
-            "find_capacity",
-            "overload",
-            "capacity",
-            "step",
-            "workers",
-            "seed",
-        ),
-        "append": ("players", "duration"),
-        "load": ("idle", "duration", "deflate") if args.idle else ("players", "rate", "duration", "seed"),
-        "reconnect-storm": ("players", "events", "gateways"),
-        "rebuild": ("players", "events"),
-        "chaos": ("players", "rate", "duration", "seed"),
-    }[args.scenario]
-    return {k: getattr(args, k) for k in keys}
 
 
 def _report(console: Console, result: Any, path: Any) -> None:
