@@ -14,8 +14,10 @@ has handled it is the position of its re-drive durable.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -32,13 +34,15 @@ from questlog.events.errors import EventLogError
 from questlog.events.registry import EventRegistry
 from questlog.services.contract.protocol import rfc3339
 from questlog.services.runtime import redrive
-from questlog.services.runtime.connections import UnreachableError, connect
+from questlog.services.runtime.connections import UnreachableError, Wiring, connect
 from questlog.services.runtime.settings import Settings
 
 READ_TIMEOUT_S = 5.0  # the longest wait for the next message of the stream before taking what came as all
 ERROR_WIDTH = 60  # characters of the error in the table (all of it in `show` and --json)
 
 HANDLED, WAITING, FAILED_AGAIN = "handled", "waiting", "failed again"
+
+Handler = Callable[[argparse.Namespace, Settings], int]  # an entry of `questlog`'s dispatch table
 
 
 class Redrive(msgspec.Struct, frozen=True):
@@ -86,11 +90,28 @@ class Letters(msgspec.Struct, kw_only=True):
         return f"{self.stream} holds {len(seqs)} dead letter(s), sequences {min(seqs)}–{max(seqs)}"
 
 
-async def run_deadletters_command(args: argparse.Namespace, settings: Settings) -> int:
-    usage = _usage_error(args)
-    if usage:
-        print(f"questlog: {usage}", file=sys.stderr)
-        return 2
+LettersCommand = Callable[[argparse.Namespace, Wiring, Letters], Awaitable[int]]
+UsageCheck = Callable[[argparse.Namespace], str | None]
+NOT_POSITIVE = "a dead letter's sequence is a positive number"
+
+
+def _with_letters(usage: UsageCheck | None = None) -> Callable[[LettersCommand], Handler]:
+    """The command, given the DEADLETTER stream as read from the running system; `usage` is checked before."""
+
+    def wrap(command: LettersCommand) -> Handler:
+        def run(args: argparse.Namespace, settings: Settings) -> int:
+            error = usage(args) if usage else None
+            if error:
+                print(f"questlog: {error}", file=sys.stderr)
+                return 2
+            return asyncio.run(_on_letters(command, args, settings))
+
+        return run
+
+    return wrap
+
+
+async def _on_letters(command: LettersCommand, args: argparse.Namespace, settings: Settings) -> int:
     if not settings.nats_url:
         settings = msgspec.structs.replace(settings, nats_url=f"nats://127.0.0.1:{settings.nats_port}")
     if not settings.redis_url:  # `connect` wants one; nothing here uses Redis
@@ -103,30 +124,41 @@ async def run_deadletters_command(args: argparse.Namespace, settings: Settings) 
             except NotFoundError:
                 print(f"questlog: no stream {stream}; has any service started?", file=sys.stderr)
                 return 1
-            if args.deadletters_command == "list":
-                return list_letters(letters, consumer=args.consumer, as_json=args.json)
-            if args.deadletters_command == "show":
-                return show(letters, args.seq, wiring.store.registry, as_json=args.json)
-            if args.deadletters_command == "redrive":
-                return await redrive_letters(wiring.js, letters, args)
-            raise AssertionError(args.deadletters_command)
+            return await command(args, wiring, letters)
     except UnreachableError as exc:
         print(f"questlog: {exc}; is `questlog up` running, or QUESTLOG_NATS_URL set?", file=sys.stderr)
         return 1
 
 
-def _usage_error(args: argparse.Namespace) -> str | None:
-    seqs = [getattr(args, "seq", 1), *(getattr(args, "seqs", None) or [])]
-    if any(s < 1 for s in seqs):
-        return "a dead letter's sequence is a positive number"
-    if args.deadletters_command == "redrive":
-        if args.all and args.seqs:
-            return "redrive takes sequences or --all, not both"
-        if not args.all and not args.seqs:
-            return "redrive needs the sequences of the dead letters, or --all"
-        if args.consumer and not args.all:
-            return "--consumer chooses among --all; name sequences or use --all --consumer NAME"
+def _show_usage(args: argparse.Namespace) -> str | None:
+    return NOT_POSITIVE if args.seq < 1 else None
+
+
+def _redrive_usage(args: argparse.Namespace) -> str | None:
+    if any(s < 1 for s in args.seqs):
+        return NOT_POSITIVE
+    if args.all and args.seqs:
+        return "redrive takes sequences or --all, not both"
+    if not args.all and not args.seqs:
+        return "redrive needs the sequences of the dead letters, or --all"
+    if args.consumer and not args.all:
+        return "--consumer chooses among --all; name sequences or use --all --consumer NAME"
     return None
+
+
+@_with_letters()
+async def list_command(args: argparse.Namespace, wiring: Wiring, letters: Letters) -> int:
+    return list_letters(letters, consumer=args.consumer, as_json=args.json)
+
+
+@_with_letters(_show_usage)
+async def show_command(args: argparse.Namespace, wiring: Wiring, letters: Letters) -> int:
+    return show(letters, args.seq, wiring.store.registry, as_json=args.json)
+
+
+@_with_letters(_redrive_usage)
+async def redrive_command(args: argparse.Namespace, wiring: Wiring, letters: Letters) -> int:
+    return await redrive_letters(wiring.js, letters, args)
 
 
 async def read(js: JetStreamContext, stream: str) -> Letters:
