@@ -12,10 +12,22 @@ import asyncio
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from questlog.services.runtime.settings import Settings, SettingsError, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line and exit 2: the reason, without the usage block `--help` prints.
+
+    Every subcommand's parser is one too: add_subparsers makes them of the parent's class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        one_line = " ".join(message.split())  # a value quoted in the message may hold a newline
+        self.exit(2, f"{self.prog}: error: {one_line}\n")
 
 
 class _Later:
@@ -33,8 +45,8 @@ class _Later:
         return self.resolve()(args, settings)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="questlog", description="Event-sourced idle-game activity queues.")
+def _parser() -> _Parser:
+    p = _Parser(prog="questlog", description="Event-sourced idle-game activity queues.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("up", help="run the whole system on embedded NATS and Redis").set_defaults(run=_up)
