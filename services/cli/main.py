@@ -2,7 +2,7 @@
 
 The parser tree is the dispatch table: every command ends in `set_defaults(run=handler)`.
 Handlers in other modules are named `module:function` and imported when their command
-runs, so `questlog token` or `--help` never load NATS, Redis or the projections.
+runs, so `questlog token` or `--help` do not import Redis, the projections or the services.
 """
 
 from __future__ import annotations
