@@ -6,7 +6,6 @@ import asyncio
 import logging
 import uuid
 
-import msgspec
 from aiohttp import web
 
 from questlog.projections.read_models import ReadModels
@@ -20,72 +19,17 @@ from questlog.services.runtime.telemetry import prometheus_text
 
 from .admission import Admission
 from .auth import AuthError, TokenVerifier
+from .caps import ConnectionCaps
+from .close_codes import CloseCode
 from .live import LiveFeed
 from .positions import PositionCheck
 from .ratelimit import RateLimiter
 from .routing import Caller, Router
-from .session import GOING_AWAY, TOO_MANY, Session
+from .session import Session, SessionServices
+from .tallies import Metrics
 from .web import add_web_routes
 
 log = logging.getLogger("questlog.gateway")
-
-
-class Metrics(msgspec.Struct):
-    """This process's own counters for `/metrics`, beside the OpenTelemetry ones
-    (connections, recoveries and rate-limit refusals are OpenTelemetry's)."""
-
-    sessions_total: int = 0
-    requests: int = 0
-    errors: int = 0
-    events_sent: int = 0
-    too_slow: int = 0
-    refused_connections: int = 0
-
-    def render(self, gateway_id: str) -> str:
-        lines = []
-        for name, value in msgspec.structs.asdict(self).items():
-            lines.append(f"# TYPE questlog_gateway_{name} counter")
-            lines.append(f'questlog_gateway_{name}{{gateway="{gateway_id}"}} {value}')
-        return "\n".join(lines) + "\n"
-
-
-class Connections:
-    """Open sockets of this process, per address and per player, against their caps."""
-
-    def __init__(self, rt: RealtimeSettings) -> None:
-        self._rt = rt
-        self.sessions: set[Session] = set()
-        self._per_ip: dict[str, int] = {}
-        self._per_player: dict[str, int] = {}
-
-    def ip_joined(self, ip: str) -> bool:
-        if self._per_ip.get(ip, 0) >= self._rt.max_conns_per_ip:
-            return False
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
-        return True
-
-    def ip_left(self, ip: str) -> None:
-        left = self._per_ip.get(ip, 0) - 1
-        if left > 0:
-            self._per_ip[ip] = left
-        else:
-            self._per_ip.pop(ip, None)
-
-    def player_joined(self, player_id: str) -> bool:
-        if self._per_player.get(player_id, 0) >= self._rt.max_conns_per_player:
-            return False
-        self._per_player[player_id] = self._per_player.get(player_id, 0) + 1
-        return True
-
-    def player_left(self, player_id: str) -> None:
-        left = self._per_player.get(player_id, 0) - 1
-        if left > 0:
-            self._per_player[player_id] = left
-        else:
-            self._per_player.pop(player_id, None)
-
-    def of_player(self, player_id: str) -> list[Session]:
-        return [s for s in self.sessions if s.identity is not None and s.identity.player_id == player_id]
 
 
 class Gateway:
@@ -102,18 +46,34 @@ class Gateway:
         self.presence = PresenceStore(wiring.redis, wiring.nc, rt.presence_ttl_s)
         self.leases = PresenceLeases(self.presence, self.id, rt.heartbeat_every_s)
         self.inbox = Inbox(wiring.redis, rt.inbox_max)
-        self.connections = Connections(rt)
+        self.caps = ConnectionCaps(rt)
+        self.sessions: set[Session] = set()
         self.metrics = Metrics()
         self.otel = QuestlogMetrics.from_global()  # the OpenTelemetry instruments (services/runtime/metrics.py)
-        self.router = Router(self)
         self.draining = False
         self.admission = Admission(
             max_inflight=rt.admission_max_inflight, max_latency_s=rt.admission_max_latency_ms / 1000
         )
+        self.router = Router(
+            self.commands, self.limiter, self.admission, rt, self.presence, self.inbox, self.metrics, self.otel
+        )
+        self.session_services = SessionServices(
+            router=self.router,
+            verifier=self.verifier,
+            caps=self.caps,
+            leases=self.leases,
+            inbox=self.inbox,
+            nc=wiring.nc,
+            store=wiring.store,
+            rt=rt,
+            replay_limit=wiring.settings.replay_limit,
+            tallies=self.metrics,
+            otel=self.otel,
+        )
         self.positions = PositionCheck(self._live_feeds, ReadModels(wiring.redis), rt.live_check_s)
 
     def _live_feeds(self) -> list[LiveFeed]:
-        return [s.live for s in self.connections.sessions if s.live is not None]
+        return [s.live for s in self.sessions if s.live is not None]
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -156,23 +116,23 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     ip = client_ip(request)
     if gw.draining:
-        await ws.close(code=GOING_AWAY, message=b"gateway draining")
+        await ws.close(code=CloseCode.GOING_AWAY, message=b"gateway draining")
         return ws
-    if not gw.connections.ip_joined(ip):
+    if not gw.caps.ip_joined(ip):
         gw.metrics.refused_connections += 1
         gw.otel.refused_by_rate_limit("connection")
-        await ws.close(code=TOO_MANY, message=b"too many connections from this address")
+        await ws.close(code=CloseCode.TOO_MANY, message=b"too many connections from this address")
         return ws
-    session = Session(gw, ws, request, ip)
-    gw.connections.sessions.add(session)
+    session = Session(gw.session_services, ws, request, ip)
+    gw.sessions.add(session)
     gw.metrics.sessions_total += 1
     gw.otel.connection_opened()
     try:
         await session.run()
     finally:
         gw.otel.connection_closed()
-        gw.connections.sessions.discard(session)
-        gw.connections.ip_left(ip)
+        gw.sessions.discard(session)
+        gw.caps.ip_left(ip)
     return ws
 
 
@@ -197,9 +157,9 @@ async def _drain(app: web.Application) -> None:
     """Shutdown: every socket is closed with 1001 so clients move to another gateway at once."""
     gw = app[GATEWAY]
     gw.draining = True
-    for session in list(gw.connections.sessions):
-        session.close_soon(GOING_AWAY, "gateway draining", flush=True)
-    closing = [s for s in gw.connections.sessions]
+    for session in list(gw.sessions):
+        session.close_soon(CloseCode.GOING_AWAY, "gateway draining", flush=True)
+    closing = [s for s in gw.sessions]
     if closing:
         await asyncio.wait([asyncio.create_task(_closed(s)) for s in closing], timeout=5)
     await gw.leases.close()

@@ -24,12 +24,13 @@ import msgspec
 
 from questlog.services.contract.protocol import RATE_LIMITED, RpcError
 
+from .close_codes import CloseCode
+
 log = logging.getLogger("questlog.client")
 
 TokenSource = str | Callable[[], str | Awaitable[str]]
 
 # close codes the client reacts to (docs/protocol.md)
-GOING_AWAY, TOO_BIG, TOKEN_EXPIRED, TOO_SLOW, TOO_MANY = 1001, 1009, 4001, 4008, 4029
 
 
 class ConnectionLost(ConnectionError):
@@ -200,17 +201,17 @@ class QuestlogClient:
                 if self._first is not None and not self._first.done():
                     self._first.set_exception(ConnectionLost(f"closed with {code}"))
                 return
-            if code == GOING_AWAY:
+            if code == CloseCode.GOING_AWAY:
                 self._url_index += 1  # that gateway is going away: another one, at once
                 continue
-            if code == TOKEN_EXPIRED and not callable(self._token_source):
+            if code == CloseCode.TOKEN_EXPIRED and not callable(self._token_source):
                 self._closed = True  # a fixed token will not get better
                 return
-            if code not in (TOO_SLOW,):
+            if code != CloseCode.TOO_SLOW:
                 self._url_index += 1
             attempt += 1
             cap = min(self._backoff_max_s, self._backoff_base_s * 2**attempt)
-            if code == TOO_MANY:
+            if code == CloseCode.TOO_MANY:
                 cap = self._backoff_max_s
             await asyncio.sleep(random.uniform(cap / 2, cap))
 

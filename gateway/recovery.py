@@ -16,7 +16,7 @@ import msgspec
 
 from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
-from questlog.services.contract.protocol import Resume, internal
+from questlog.services.contract.protocol import ResumeFrom, internal
 
 # (method, params) -> result, through the commands service as the session's player
 Query = Callable[[str], Awaitable[Any]]
@@ -35,7 +35,7 @@ class Recovery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def recover(
-    store: EventStore, player_id: str, resume: Resume | None, replay_limit: int, query: Query
+    store: EventStore, player_id: str, resume: ResumeFrom | None, replay_limit: int, query: Query
 ) -> Recovery:
     epoch = await store.epoch()
     if resume is not None and resume.epoch == epoch:

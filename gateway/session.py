@@ -1,11 +1,7 @@
-"""One WebSocket connection: authentication, its bounded send queue, live events, presence.
+"""One player's session on a WebSocket: hello and refresh, live events, progress, presence.
 
-Every frame is answered in its own task (responses may come in any order, as
-JSON-RPC allows), at most `max_inflight` at once: beyond that the socket is not
-read, which slows a flooding client down instead of queueing without bound.
-Everything the server sends goes through one bounded queue drained by one
-writer; a client that does not read fast enough fills it and is closed with
-4008, and can resume without losing anything.
+The socket itself (frames in, the bounded send queue out, closing) is the
+`Transport`'s; a session is what the protocol does over it.
 """
 
 from __future__ import annotations
@@ -15,98 +11,96 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from questlog.events.schema import Recorded
+from questlog.events.store import EventStore
 from questlog.events.subjects import valid_player_id
+from questlog.projections.views import event_view
 from questlog.services.contract import protocol
-from questlog.services.contract.protocol import HelloParams, Method, RefreshParams, RpcError, rfc3339
-from questlog.services.presence import changed_subject
+from questlog.services.contract.protocol import RpcError, SessionHello, SessionRefresh, rfc3339
+from questlog.services.notifier import Inbox
+from questlog.services.presence import PresenceLeases, changed_subject
+from questlog.services.rules.commands import Request
+from questlog.services.runtime.metrics import QuestlogMetrics
+from questlog.services.runtime.settings import RealtimeSettings
 
-from . import jsonrpc
-from .auth import AuthError, Identity
-from .deflate import release_compressor
+from .auth import AuthError, Identity, TokenVerifier
+from .caps import ConnectionCaps
+from .close_codes import CloseCode
 from .live import LiveFeed
-from .mailbox import Mailbox, MailboxFull
 from .progress import METHOD as PROGRESS
 from .progress import ProgressTracker
 from .recovery import recover
-from .routing import Caller, query_as
-
-if TYPE_CHECKING:
-    from .app import Gateway
+from .routing import Caller, Router
+from .tallies import Metrics
+from .transport import Transport
 
 log = logging.getLogger("questlog.gateway.session")
 
-# Close codes (docs/protocol.md)
-GOING_AWAY = 1001
-TOKEN_EXPIRED = 4001
-TOO_SLOW = 4008
-TOO_MANY = 4029
-INTERNAL = 1011
-CLOSE_TIMEOUT_S = 10.0
 
+@dataclass(frozen=True, slots=True)
+class SessionServices:
+    """What a session uses of its gateway process, shared by every session there."""
 
-def event_params(rec: Recorded) -> dict[str, Any]:
-    """An `event` notification's params: version, type, at (domain time), data."""
-    return {
-        "version": rec.version,
-        "type": rec.type,
-        "at": rfc3339(rec.occurred_at),
-        "data": msgspec.to_builtins(rec.event),
-    }
-
-
-class _Close(msgspec.Struct, frozen=True):
-    code: int
-    reason: str
+    router: Router
+    verifier: TokenVerifier
+    caps: ConnectionCaps
+    leases: PresenceLeases
+    inbox: Inbox
+    nc: NATS
+    store: EventStore
+    rt: RealtimeSettings
+    replay_limit: int
+    tallies: Metrics
+    otel: QuestlogMetrics
 
 
 class Session:
-    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse, request: web.Request, ip: str) -> None:
+    def __init__(self, services: SessionServices, ws: web.WebSocketResponse, request: web.Request, ip: str) -> None:
         self.id = uuid.uuid4().hex
-        self.gw = gateway
+        self._s = services
+        rt = services.rt
+        self.transport = Transport(
+            ws,
+            request,
+            send_queue_size=rt.send_queue_size,
+            max_inflight=rt.max_inflight,
+            deflate_idle_s=rt.deflate_idle_s,
+            on_overflow=self._overflowed,
+        )
         self.ws = ws
-        self.request = request
         self.ip = ip
         self.identity: Identity | None = None
         self.live: LiveFeed | None = None
         self.sent_events = 0
-        self.close_code: int | None = None
-        # one extra slot, so a flushing close always fits behind what is queued
-        self._out: Mailbox[str | _Close] = Mailbox(gateway.rt.send_queue_size + 1)
-        self._flushing = False
-        self._inflight = asyncio.Semaphore(gateway.rt.max_inflight)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._presence: dict[str, Subscription] = {}
         self._expiry: asyncio.TimerHandle | None = None
-        self._closing: asyncio.Task[None] | None = None
         self._hello_lock = asyncio.Lock()
         self._counted = False
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.progress = ProgressTracker()  # for `task.progress` beside task.started / step_completed
         self._learning: dict[str, asyncio.Task[None]] = {}
+        self._methods: dict[type[Request], Callable[[Any, Caller], Awaitable[Any]]] = {
+            SessionHello: self._hello,
+            SessionRefresh: self._refresh,
+        }
 
     # -- the connection's life ----------------------------------------------------
 
     async def run(self) -> None:
-        writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
         try:
-            async for msg in self.ws:
-                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    break
-                await self._inflight.acquire()
-                self._spawn(msg.data)  # no local keeps the task: a finished one would live as long as the socket
+            await self.transport.serve(self._frame)
         finally:
-            writer.cancel()
-            for task in list(self._tasks):
-                task.cancel()
             try:
                 await self._teardown()
             finally:
@@ -115,63 +109,32 @@ class Session:
     async def wait_closed(self) -> None:
         await asyncio.shield(self._finished)
 
-    def _spawn(self, data: str | bytes) -> None:
-        task = asyncio.create_task(self._frame(data))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+    @property
+    def close_code(self) -> int | None:
+        return self.transport.close_code
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._inflight.release()
+    def close_soon(self, code: int, reason: str, *, flush: bool = False) -> None:
+        self.transport.close_soon(code, reason, flush=flush)
 
     async def _frame(self, data: str | bytes) -> None:
         caller = Caller(self.identity, self.ip, self)
-        answer = await self.gw.router.answer_frame(data, caller)
+        answer = await self._s.router.answer_frame(data, caller)
         if answer is not None:
-            self._queue(answer)
+            self.transport.send(answer)
         for action in caller.after_send:
             action()
 
-    async def _write(self) -> None:
-        loop = asyncio.get_running_loop()
-        quiet: asyncio.TimerHandle | None = None  # gives the compressor back if nothing follows
-        try:
-            while True:
-                item = await self._out.get()
-                if quiet is not None:
-                    quiet.cancel()
-                    quiet = None
-                if isinstance(item, _Close):
-                    self._begin_close(item.code, item.reason)
-                    return
-                await self.ws.send_str(item)
-                if not self._out:
-                    quiet = loop.call_later(self.gw.rt.deflate_idle_s, release_compressor, self.ws)
-        finally:
-            if quiet is not None:
-                quiet.cancel()
-
-    def _queue(self, text: str) -> bool:
-        if self._closing is not None or self._flushing:
-            return False
-        try:
-            if len(self._out) >= self.gw.rt.send_queue_size:
-                raise MailboxFull
-            self._out.put(text)
-            return True
-        except MailboxFull:
-            self.gw.metrics.too_slow += 1
-            log.warning("send queue overflowed; closing", extra={"session_id": self.id, "player_id": self._pid()})
-            self.close_soon(TOO_SLOW, "too slow")
-            return False
+    def _overflowed(self) -> None:
+        self._s.tallies.too_slow += 1
+        log.warning("send queue overflowed; closing", extra={"session_id": self.id, "player_id": self._pid()})
 
     def notify(self, method: str, params: Any) -> bool:
-        return self._queue(jsonrpc.encode(jsonrpc.notification(method, params)))
+        return self.transport.notify(method, params)
 
     def send_event(self, rec: Recorded) -> bool:
         self.sent_events += 1
-        self.gw.metrics.events_sent += 1
-        sent = self.notify("event", event_params(rec))
+        self._s.tallies.events_sent += 1
+        sent = self.notify("event", event_view(rec))
         if sent:
             self._send_progress(rec)
         return sent
@@ -188,7 +151,7 @@ class Session:
 
     async def _learn_progress(self, task_id: str, rec: Recorded, identity: Identity) -> None:
         try:
-            queue = await query_as(self.gw, identity)("queue.get")
+            queue = await self._s.router.query_as(identity)("queue.get")
             params = self.progress.learn(rec, queue.get("current") if isinstance(queue, dict) else None)
             if params is not None:
                 self.notify(PROGRESS, params)
@@ -196,28 +159,6 @@ class Session:
             log.warning("task.progress: the queue could not be read", extra={"player_id": identity.player_id})
         finally:
             self._learning.pop(task_id, None)
-
-    def close_soon(self, code: int, reason: str, *, flush: bool = False) -> None:
-        """Close with `code`: at once, or (`flush`) once what is already queued has been sent."""
-        if flush and not self._flushing and self._closing is None:
-            self._flushing = True
-            self.close_code = code
-            self._out.put(_Close(code, reason))
-            return
-        self._begin_close(code, reason)
-
-    def _begin_close(self, code: int, reason: str) -> None:
-        if self._closing is None:
-            self.close_code = code
-            self._closing = asyncio.create_task(self._close(code, reason))
-
-    async def _close(self, code: int, reason: str) -> None:
-        try:
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode(), drain=False), CLOSE_TIMEOUT_S)
-        except (TimeoutError, asyncio.CancelledError, ConnectionError):
-            transport = self.request.transport
-            if transport is not None:
-                transport.abort()
 
     async def _teardown(self) -> None:
         if self._expiry is not None:
@@ -231,9 +172,9 @@ class Session:
                 await sub.unsubscribe()
         self._presence.clear()
         if self._counted and self.identity is not None:
-            self.gw.connections.player_left(self.identity.player_id)
+            self._s.caps.player_left(self.identity.player_id)
             try:
-                await self.gw.leases.disconnected(self.identity.player_id)
+                await self._s.leases.disconnected(self.identity.player_id)
             except Exception:
                 log.exception("presence release failed", extra={"player_id": self.identity.player_id})
 
@@ -242,61 +183,55 @@ class Session:
 
     # -- session.* ------------------------------------------------------------------
 
-    async def session_method(self, method: Method, params: protocol.Params, caller: Caller) -> Any:
-        if method.name == "session.hello":
-            assert isinstance(params, HelloParams)
-            return await self._hello(params, caller)
-        assert isinstance(params, RefreshParams)
-        return self._refresh(params)
+    async def session_method(self, params: Request, caller: Caller) -> Any:
+        return await self._methods[type(params)](params, caller)
 
     def _verify(self, token: str) -> Identity:
         try:
-            identity = self.gw.verifier.verify(token)
+            identity = self._s.verifier.verify(token)
         except AuthError as exc:
             raise protocol.not_authenticated(exc.reason) from None
         if not valid_player_id(identity.player_id):
             raise protocol.not_authenticated("the token's sub is not a valid player id")
         return identity
 
-    async def _hello(self, params: HelloParams, caller: Caller) -> dict[str, Any]:
+    async def _hello(self, params: SessionHello, caller: Caller) -> dict[str, Any]:
         async with self._hello_lock:
             if self.identity is not None:
                 raise RpcError(protocol.INVALID_REQUEST, "session.hello was already called on this socket")
             identity = self._verify(params.token)
-            if not self.gw.connections.player_joined(identity.player_id):
-                self.gw.otel.refused_by_rate_limit("connection")
+            if not self._s.caps.player_joined(identity.player_id):
+                self._s.otel.refused_by_rate_limit("connection")
                 caller.after_send.append(
-                    lambda: self.close_soon(TOO_MANY, "too many connections for this player", flush=True)
+                    lambda: self.close_soon(CloseCode.TOO_MANY, "too many connections for this player", flush=True)
                 )
                 raise protocol.rate_limited(1000)
             try:
-                live = LiveFeed(
-                    self.gw.wiring.nc, self.gw.wiring.store, identity.player_id, self.send_event, self._live_failed
-                )
+                live = LiveFeed(self._s.nc, self._s.store, identity.player_id, self.send_event, self._live_failed)
                 await live.subscribe()  # first: whatever lands from now on is buffered
                 try:
                     rec = await recover(
-                        self.gw.wiring.store,
+                        self._s.store,
                         identity.player_id,
                         params.resume,
-                        self.gw.settings.replay_limit,
-                        query_as(self.gw, identity),
+                        self._s.replay_limit,
+                        self._s.router.query_as(identity),
                     )
-                    unread = await self.gw.inbox.unread(identity.player_id)
+                    unread = await self._s.inbox.unread(identity.player_id)
                 except BaseException:
                     await live.close()
                     raise
             except BaseException:
-                self.gw.connections.player_left(identity.player_id)
+                self._s.caps.player_left(identity.player_id)
                 raise
             self._counted = True
-            self.gw.otel.recovery(rec.recovered, len(rec.events))
+            self._s.otel.recovery(rec.recovered, len(rec.events))
             self.identity = identity
             caller.identity = identity
             self.live = live
             self._arm_expiry(identity)
             try:
-                await self.gw.leases.connected(identity.player_id)
+                await self._s.leases.connected(identity.player_id)
             except Exception:  # presence is best effort: never leave a hello half done
                 log.warning("presence lease failed at hello", extra={"player_id": identity.player_id}, exc_info=True)
 
@@ -323,12 +258,12 @@ class Session:
                 "version": rec.version,
                 "recovered": rec.recovered,
                 "missed": rec.missed,
-                "heartbeat_s": self.gw.rt.heartbeat_s,
+                "heartbeat_s": self._s.rt.heartbeat_s,
                 "state": rec.state,
                 "unread": unread,
             }
 
-    def _refresh(self, params: RefreshParams) -> dict[str, Any]:
+    async def _refresh(self, params: SessionRefresh, caller: Caller) -> dict[str, Any]:
         if self.identity is None:
             raise protocol.not_authenticated("call session.hello first")
         identity = self._verify(params.token)
@@ -343,21 +278,21 @@ class Session:
             self._expiry.cancel()
         loop = asyncio.get_running_loop()
         delay = max(0.0, identity.expires_at - time.time())
-        self._expiry = loop.call_later(delay, self.close_soon, TOKEN_EXPIRED, "token expired")
+        self._expiry = loop.call_later(delay, self.close_soon, CloseCode.TOKEN_EXPIRED, "token expired")
 
     def _live_failed(self) -> None:
-        self.close_soon(INTERNAL, "live delivery failed; resume")
+        self.close_soon(CloseCode.INTERNAL, "live delivery failed; resume")
 
     # -- presence ---------------------------------------------------------------------
 
     async def subscribe_presence(self, player_ids: list[str]) -> None:
-        limit = self.gw.rt.max_presence_subscriptions
+        limit = self._s.rt.max_presence_subscriptions
         for player_id in player_ids:
             if player_id in self._presence:
                 continue
             if len(self._presence) >= limit:
                 raise protocol.invalid_params("player_ids", f"at most {limit} presence subscriptions per session")
-            self._presence[player_id] = await self.gw.wiring.nc.subscribe(
+            self._presence[player_id] = await self._s.nc.subscribe(
                 changed_subject(player_id), cb=self._presence_changed
             )
 

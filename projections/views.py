@@ -8,7 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from questlog.events.schema import TaskSpec
+import msgspec
+
+from questlog.events.schema import Recorded, TaskSpec
 
 from .player import step_due_at
 from .state import PlayerState, QueueConfig, Task, run_order
@@ -16,6 +18,16 @@ from .state import PlayerState, QueueConfig, Task, run_order
 
 def iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_view(rec: Recorded) -> dict[str, Any]:
+    """An event as clients see it: `events.replay` entries and the `event` notification's params."""
+    return {
+        "version": rec.version,
+        "type": rec.type,
+        "at": iso(rec.occurred_at),
+        "data": msgspec.to_builtins(rec.event),
+    }
 
 
 def config_view(config: QueueConfig) -> dict[str, Any]:

@@ -19,23 +19,22 @@ from typing import Any
 import msgspec
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.micro import add_service
-from nats.micro.request import Request
+from nats.micro.request import Request as MicroRequest
 from nats.micro.service import EndpointConfig, ServiceConfig
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from questlog.events.errors import ReadBehind, ReadTimedOut
-from questlog.events.schema import Recorded
 from questlog.events.subjects import valid_player_id
 from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import SERVER_COMMAND_PREFIX, PlayerState
-from questlog.projections.views import player_view, queue_view
+from questlog.projections.views import event_view, player_view, queue_view
 from questlog.services.contract.command_client import Actor, CommandReply, CommandRequest, subject_for
-from questlog.services.contract.protocol import METHODS, SYNCABLE, Method, RpcError
+from questlog.services.contract.protocol import METHODS, RpcError
 from questlog.services.rules.catalog import Rules, catalog_view, load_rules
 from questlog.services.rules.clock import Clock, SystemClock
-from questlog.services.rules.commands import parse_command
+from questlog.services.rules.commands import AdminCommand, Command, Request
 from questlog.services.rules.decide import decide
 from questlog.services.rules.errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
 from questlog.services.runtime.connections import Wiring, flushed
@@ -74,16 +73,6 @@ def domain_error(exc: Exception) -> RpcError:
     return protocol.internal()
 
 
-def event_view(rec: Recorded) -> dict[str, Any]:
-    """An event as clients see it (the `event` notification's params)."""
-    return {
-        "version": rec.version,
-        "type": rec.type,
-        "at": protocol.rfc3339(rec.occurred_at),
-        "data": msgspec.to_builtins(rec.event),
-    }
-
-
 class CommandHandler:
     """Everything the endpoints do, callable without NATS (the CLI uses it too)."""
 
@@ -94,10 +83,20 @@ class CommandHandler:
         self.repo = repo
         self.loop = DecisionLoop(wiring.store, repo)
         self.read_models = ReadModels(wiring.redis)
+        # the methods served here besides the commands (which `decide` serves), by their Struct
+        self.handlers: dict[type[Request], Callable[[str, Any, Actor], Awaitable[Any]]] = {
+            protocol.CatalogGet: self._catalog,
+            protocol.PlayerGet: self._player,
+            protocol.QueueGet: self._queue,
+            protocol.EventsReplay: self._replay,
+            protocol.AdminReplay: self._admin_replay,
+            protocol.AdminInspect: self._inspect,
+            protocol.SyncPush: self._sync,
+        }
 
     async def handle(self, method_name: str, player_id: str, raw_params: Any, actor: Actor) -> Any:
         method = METHODS.get(method_name)
-        if method is None or method.kind in ("session", "gateway"):
+        if method is None or method.served_by not in ("decide", "commands"):
             raise RpcError(protocol.METHOD_NOT_FOUND, f"method {method_name!r} is not served here")
         if not (valid_player_id(player_id) and valid_player_id(actor.player_id)):
             raise protocol.invalid_params("player_id", "1-64 letters, digits, '-' or '_'")
@@ -108,41 +107,40 @@ class CommandHandler:
         params = protocol.parse_params(method, raw_params)
         if method.admin:
             await self._audit(method_name, actor, params)
-        if method.kind == "query":
-            return await self._query(method, player_id, params)
-        if isinstance(params, protocol.SyncPushParams):
-            return await self._sync(player_id, params, actor)
-        target = getattr(params, "player_id", player_id)
-        if method.admin and not (await self.repo.load(target)).created:
-            raise protocol.not_found("player", target)  # an operator's typo must not create a player
-        return await self._command(method_name, target, params, actor)
+        if isinstance(params, Command):
+            return await self._command(player_id, params, actor)
+        return await self.handlers[type(params)](player_id, params, actor)
 
-    async def _command(self, method_name: str, player_id: str, params: protocol.Params, actor: Actor) -> Any:
-        raw = {k: v for k, v in msgspec.structs.asdict(params).items() if v is not None}
-        command_id = raw.pop("command_id", None) or f"{SERVER_COMMAND_PREFIX}{uuid.uuid4().hex}"
-        if method_name.startswith("admin."):
-            raw["admin"] = actor.player_id
-        command = parse_command(method_name, raw, command_id)
+    async def _command(self, player_id: str, command: Command, actor: Actor) -> Any:
+        if isinstance(command, AdminCommand):
+            player_id = command.player_id
+            if not (await self.repo.load(player_id)).created:
+                raise protocol.not_found("player", player_id)  # an operator's typo must not create a player
+        if command.command_id is None:
+            command = msgspec.structs.replace(command, command_id=f"{SERVER_COMMAND_PREFIX}{uuid.uuid4().hex}")
+        admin = actor.player_id if isinstance(command, AdminCommand) else None
         outcome = await self.loop.run(
             player_id,
-            lambda state: _as_tuple(decide(state, command, self.clock, self.rules)),
-            command_id=command_id,
+            lambda state: _as_tuple(decide(state, command, self.clock, self.rules, admin)),
+            command_id=command.command_id,
         )
         return msgspec.to_builtins(outcome.result)
 
-    async def _sync(self, player_id: str, params: protocol.SyncPushParams, actor: Actor) -> dict[str, Any]:
+    async def _sync(self, player_id: str, params: protocol.SyncPush, actor: Actor) -> dict[str, Any]:
         """Offline commands in order; one failing does not stop the rest (docs/protocol.md)."""
         results = []
         for item in params.commands:
             command_id = item.params.get("command_id") if isinstance(item.params, dict) else None
             entry: dict[str, Any] = {"command_id": command_id, "ok": False}
             try:
-                if item.method not in SYNCABLE:
+                method = METHODS.get(item.method)
+                if method is None or not method.syncable:
                     raise protocol.invalid_params("method", f"{item.method!r} cannot be sent through sync.push")
                 if not command_id:
                     raise protocol.invalid_params("command_id", "every command in sync.push needs a command_id")
-                method = METHODS[item.method]
-                result = await self._command(item.method, player_id, protocol.parse_params(method, item.params), actor)
+                command = protocol.parse_params(method, item.params)
+                assert isinstance(command, Command)  # only commands are syncable
+                result = await self._command(player_id, command, actor)
                 entry.update(ok=True, version=result.get("version") if isinstance(result, dict) else None)
             except Exception as exc:  # each command fails alone
                 err = domain_error(exc)
@@ -153,27 +151,28 @@ class CommandHandler:
         state = await self.repo.load(player_id)
         return {"version": state.version, "results": results}
 
-    async def _query(self, method: Method, player_id: str, params: protocol.Params) -> Any:
-        name = method.name
-        if name == "catalog.get":
-            return catalog_view(self.rules.catalog)
-        if isinstance(params, protocol.ReplayParams):
-            events = await self.wiring.store.read(player_id, from_version=params.from_version, limit=params.limit)
-            return {"events": [event_view(e) for e in events]}
-        if isinstance(params, protocol.AdminReplayParams):
-            events = await self.wiring.store.read(
-                params.player_id, from_version=params.from_version, limit=params.limit
-            )
-            return {"events": [event_view(e) for e in events]}
-        target = getattr(params, "player_id", player_id)
-        if name in ("queue.get", "player.get"):
-            return await self._view(name, target)
-        state = await self.repo.load(target)
-        if name == "admin.inspect" and not state.created:
-            raise protocol.not_found("player", target)
-        if name == "admin.inspect":
-            return await self.inspect(state)
-        raise RpcError(protocol.METHOD_NOT_FOUND, f"method {name!r} is not served here")
+    async def _catalog(self, player_id: str, params: protocol.CatalogGet, actor: Actor) -> Any:
+        return catalog_view(self.rules.catalog)
+
+    async def _replay(self, player_id: str, params: protocol.EventsReplay, actor: Actor) -> Any:
+        events = await self.wiring.store.read(player_id, from_version=params.from_version, limit=params.limit)
+        return {"events": [event_view(e) for e in events]}
+
+    async def _admin_replay(self, player_id: str, params: protocol.AdminReplay, actor: Actor) -> Any:
+        events = await self.wiring.store.read(params.player_id, from_version=params.from_version, limit=params.limit)
+        return {"events": [event_view(e) for e in events]}
+
+    async def _queue(self, player_id: str, params: protocol.QueueGet, actor: Actor) -> Any:
+        return await self._view("queue.get", player_id)
+
+    async def _player(self, player_id: str, params: protocol.PlayerGet, actor: Actor) -> Any:
+        return await self._view("player.get", player_id)
+
+    async def _inspect(self, player_id: str, params: protocol.AdminInspect, actor: Actor) -> Any:
+        state = await self.repo.load(params.player_id)
+        if not state.created:
+            raise protocol.not_found("player", params.player_id)
+        return await self.inspect(state)
 
     async def _view(self, name: str, player_id: str) -> dict[str, Any]:
         """From the Redis read model when it is at the log's version; else folded here."""
@@ -200,7 +199,7 @@ class CommandHandler:
             "last_events": [event_view(e) for e in last],
         }
 
-    async def _audit(self, method_name: str, actor: Actor, params: protocol.Params) -> None:
+    async def _audit(self, method_name: str, actor: Actor, params: Request) -> None:
         body = {
             "admin": actor.player_id,
             "method": method_name,
@@ -233,7 +232,7 @@ async def serve_commands(
     )
     inflight = Inflight(MAX_INFLIGHT)
     for method in METHODS.values():
-        if method.kind in ("command", "query"):
+        if method.served_by in ("decide", "commands"):
             await service.add_endpoint(
                 EndpointConfig(
                     name=method.name.replace(".", "-"),
@@ -269,8 +268,10 @@ class Inflight:
         self._gate = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def spawning(self, answer: Callable[[Request], Coroutine[Any, Any, None]]) -> Callable[[Request], Awaitable[None]]:
-        async def on_request(req: Request) -> None:
+    def spawning(
+        self, answer: Callable[[MicroRequest], Coroutine[Any, Any, None]]
+    ) -> Callable[[MicroRequest], Awaitable[None]]:
+        async def on_request(req: MicroRequest) -> None:
             await self._gate.acquire()
             task = asyncio.create_task(answer(req))
             self._tasks.add(task)
@@ -291,8 +292,8 @@ class Inflight:
 
 def _endpoint(
     handler: CommandHandler, method_name: str, metrics: QuestlogMetrics
-) -> Callable[[Request], Coroutine[Any, Any, None]]:
-    async def on_request(req: Request) -> None:
+) -> Callable[[MicroRequest], Coroutine[Any, Any, None]]:
+    async def on_request(req: MicroRequest) -> None:
         ctx = propagate.extract(req.headers or {})
         started, outcome = time.perf_counter(), "ok"
         with _tracer.start_as_current_span(f"command {method_name}", context=ctx, kind=SpanKind.SERVER):

@@ -33,7 +33,7 @@ from questlog.projections.read_models import ReadModels
 from questlog.projections.rebuild import rebuild
 from questlog.services.rules.catalog import Rules, load_rules
 from questlog.services.rules.clock import FixedClock
-from questlog.services.rules.commands import parse_command
+from questlog.services.rules.commands import Enqueue
 from questlog.services.rules.decide import decide
 from questlog.services.rules.engine import apply, catch_up
 from questlog.services.rules.errors import RulesError
@@ -69,11 +69,11 @@ def player_log(player_id: str, n: int, rules: Rules, start: datetime) -> list[Ne
     out: list[NewEvent] = []
     i = 0
     while len(out) < n:
-        params = {"activity": "harvesting", "target": TARGETS[i % len(TARGETS)], "quantity": 2}
         command_id = f"{player_id}-{i}"
+        enqueue = Enqueue(command_id=command_id, activity="harvesting", target=TARGETS[i % len(TARGETS)], quantity=2)
         i += 1
         try:
-            decision = decide(state, parse_command("queue.enqueue", params, command_id), clock, rules)
+            decision = decide(state, enqueue, clock, rules)
         except RulesError:
             break  # e.g. a worn-out tool: this player's log ends here
         state = apply(state, decision.events, command_id)

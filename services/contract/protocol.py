@@ -1,17 +1,27 @@
-"""The client contract in code: methods, their param schemas, and error codes.
+"""The client contract in code: the methods, their entries, and the error codes.
 
-The same Structs validate params (in the commands service and the gateway) and
-generate the OpenRPC document (`rpc.discover`), so the two cannot drift. Every
-domain error is mapped to a JSON-RPC error here and nowhere else.
+Every method is one Struct (services/rules/commands.py for commands, below for the
+rest): it validates params where the method is served and renders `rpc.discover`,
+so the two cannot drift. Every domain error is mapped to a JSON-RPC error here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
 from questlog.projections.views import iso
+from questlog.services.rules.commands import (
+    PlayerId,
+    Request,
+    Role,
+    ServedBy,
+    Version,
+    parse_request,
+    summary,
+)
+from questlog.services.rules.errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
 
 rfc3339 = iso  # the protocol's timestamps: UTC, milliseconds, Z
 
@@ -105,75 +115,64 @@ def internal(reason: str = "internal error") -> RpcError:
     return RpcError(INTERNAL_ERROR, reason)
 
 
-# -- params ---------------------------------------------------------------------
+# -- the methods ----------------------------------------------------------------
+# Commands (the ones that append events) are in services/rules/commands.py; the
+# rest are here. Each Struct is its method's one definition (see Request).
 
-CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-PlayerId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-TaskId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Version = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-Quantity = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
-Priority = Annotated[int, msgspec.Meta(ge=-1000, le=1000)]
-Amount = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
-
-
-class Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    pass
+CODE_OF: dict[type[Exception], int] = {
+    RuleViolation: RULE_VIOLATED,
+    NotFound: NOT_FOUND,
+    VersionConflict: CONFLICT,
+    InvalidCommand: INVALID_PARAMS,
+}
 
 
-class NoParams(Params):
-    pass
-
-
-class Resume(msgspec.Struct, forbid_unknown_fields=True):
+class ResumeFrom(msgspec.Struct, forbid_unknown_fields=True):
     epoch: str
     version: Version
 
 
-class HelloParams(Params):
+class SessionHello(Request, frozen=True):
+    """Authenticate the socket, optionally resuming from a version"""
+
+    METHOD: ClassVar[str] = "session.hello"
+    SERVED_BY: ClassVar[ServedBy] = "session"
+    RESULT: ClassVar[str] = "Hello"
     token: str
-    resume: Resume | None = None
+    resume: ResumeFrom | None = None
 
 
-class RefreshParams(Params):
+class SessionRefresh(Request, frozen=True):
+    """Swap in a new token without reconnecting"""
+
+    METHOD: ClassVar[str] = "session.refresh"
+    SERVED_BY: ClassVar[ServedBy] = "session"
+    RESULT: ClassVar[str] = "Refreshed"
     token: str
 
 
-class EnqueueParams(Params):
-    activity: Literal["harvesting", "crafting", "combat"]
-    target: Name
-    quantity: Quantity
-    priority: Priority = 0
-    command_id: CommandId | None = None
-    expected_version: Version | None = None
+class CatalogGet(Request, frozen=True):
+    """Activities with targets, requirements, durations and rewards"""
+
+    METHOD: ClassVar[str] = "catalog.get"
+    SERVED_BY: ClassVar[ServedBy] = "commands"
+    RESULT: ClassVar[str] = "CatalogView"
 
 
-class CancelParams(Params):
-    task_id: TaskId
-    command_id: CommandId | None = None
-    expected_version: Version | None = None
+class PlayerGet(Request, frozen=True):
+    """Skills, inventory and equipment at the current version"""
+
+    METHOD: ClassVar[str] = "player.get"
+    SERVED_BY: ClassVar[ServedBy] = "commands"
+    RESULT: ClassVar[str] = "PlayerView"
 
 
-class ReorderParams(Params):
-    order: Annotated[list[TaskId], msgspec.Meta(max_length=1000)]
-    command_id: CommandId | None = None
-    expected_version: Version | None = None
+class QueueGet(Request, frozen=True):
+    """The queue: current task, queued tasks, config and stats"""
 
-
-class SimpleCommandParams(Params):
-    """queue.clear, queue.pause, queue.resume."""
-
-    command_id: CommandId | None = None
-    expected_version: Version | None = None
-
-
-class ConfigureParams(Params):
-    max_size: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
-    auto_start: bool | None = None
-    priority_mode: Literal["fifo", "priority"] | None = None
-    command_id: CommandId | None = None
-    expected_version: Version | None = None
+    METHOD: ClassVar[str] = "queue.get"
+    SERVED_BY: ClassVar[ServedBy] = "commands"
+    RESULT: ClassVar[str] = "QueueView"
 
 
 class SyncCommand(msgspec.Struct, forbid_unknown_fields=True):
@@ -181,132 +180,142 @@ class SyncCommand(msgspec.Struct, forbid_unknown_fields=True):
     params: dict[str, Any] = {}
 
 
-class SyncPushParams(Params):
+class SyncPush(Request, frozen=True):
+    """Apply commands queued while offline, in order"""
+
+    METHOD: ClassVar[str] = "sync.push"
+    SERVED_BY: ClassVar[ServedBy] = "commands"
+    RESULT: ClassVar[str] = "SyncResults"
     commands: Annotated[list[SyncCommand], msgspec.Meta(max_length=200)]
 
 
-class ReplayParams(Params):
+class EventsReplay(Request, frozen=True):
+    """Own events from a version"""
+
+    METHOD: ClassVar[str] = "events.replay"
+    SERVED_BY: ClassVar[ServedBy] = "commands"
+    RESULT: ClassVar[str] = "EventsPage"
     from_version: Annotated[int, msgspec.Meta(ge=1, le=2**53)]
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000
 
 
-class PlayerIdsParams(Params):
+class PresenceGet(Request, frozen=True):
+    """Online status of players"""
+
+    METHOD: ClassVar[str] = "presence.get"
+    SERVED_BY: ClassVar[ServedBy] = "gateway"
+    RESULT: ClassVar[str] = "PresenceList"
     player_ids: Annotated[list[PlayerId], msgspec.Meta(max_length=100)]
 
 
-class AdminPlayerParams(Params):
-    player_id: PlayerId
+class PresenceSubscribe(PresenceGet, frozen=True):
+    """Receive presence.changed for players"""
+
+    METHOD: ClassVar[str] = "presence.subscribe"
+    RESULT: ClassVar[str] = "Empty"
 
 
-class AdminReplayParams(Params):
-    player_id: PlayerId
-    from_version: Annotated[int, msgspec.Meta(ge=1, le=2**53)] = 1
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+class PresenceUnsubscribe(PresenceGet, frozen=True):
+    """Stop presence.changed for players"""
+
+    METHOD: ClassVar[str] = "presence.unsubscribe"
+    RESULT: ClassVar[str] = "Empty"
 
 
-class AdminPauseParams(Params):
-    player_id: PlayerId
-    reason: Reason
+class RpcDiscover(Request, frozen=True):
+    """This API's OpenRPC document"""
+
+    METHOD: ClassVar[str] = "rpc.discover"
+    SERVED_BY: ClassVar[ServedBy] = "gateway"
+    RESULT: ClassVar[str] = "OpenRpcDocument"
 
 
-class AdminGrantParams(Params):
-    player_id: PlayerId
-    reason: Reason
-    items: dict[Name, Amount] = {}
-    xp: dict[Name, Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]] = {}
+class InboxGet(Request, frozen=True):
+    """Notifications kept while offline, and the unread count (newest first; read marks them read unless told not to)"""
 
-
-class AdminEnqueueParams(Params):
-    """An operator queues a task past the level/tool/station checks (recorded on the event)."""
-
-    player_id: PlayerId
-    activity: Literal["harvesting", "crafting", "combat"]
-    target: Name
-    quantity: Quantity
-    priority: Priority = 0
-    command_id: CommandId | None = None
-
-
-class InboxParams(Params):
-    """The offline inbox (notifier): newest first; read marks them read unless told not to."""
-
+    METHOD: ClassVar[str] = "inbox.get"
+    SERVED_BY: ClassVar[ServedBy] = "gateway"
+    RESULT: ClassVar[str] = "InboxPage"
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
     mark_read: bool = True
 
 
+class AdminInspect(Request, frozen=True):
+    """State, queue, pending timers and last events"""
+
+    METHOD: ClassVar[str] = "admin.inspect"
+    ROLE: ClassVar[Role] = "admin"
+    SERVED_BY: ClassVar[ServedBy] = "commands"
+    RAISES: ClassVar[tuple[type[Exception], ...]] = (NotFound,)
+    RESULT: ClassVar[str] = "Inspection"
+    player_id: PlayerId
+
+
+class AdminReplay(Request, frozen=True):
+    """A player's events from a version"""
+
+    METHOD: ClassVar[str] = "admin.replay"
+    ROLE: ClassVar[Role] = "admin"
+    SERVED_BY: ClassVar[ServedBy] = "commands"
+    RESULT: ClassVar[str] = "EventsPage"
+    player_id: PlayerId
+    from_version: Annotated[int, msgspec.Meta(ge=1, le=2**53)] = 1
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
+
+
 class Method(msgspec.Struct, frozen=True):
+    """A method's entry, read off its Struct: everything but its handler, which is found by the Struct."""
+
     name: str
-    params: type[Params]
+    params: type[Request]
     summary: str
-    admin: bool = False
-    # where it is served: "session" (gateway only), "command" (appends events),
-    # "query" (reads state), "gateway" (gateway-local, e.g. presence)
-    kind: str = "command"
+    role: Role
+    served_by: ServedBy
+    result: str
+    errors: tuple[int, ...]  # besides those any call may get (-32600, -32602, -32001, -32029, -32603)
+    syncable: bool
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def kind(self) -> str:
+        """ "command" (appends events), "query" (reads state), "gateway", "session": where it is served."""
+        if self.served_by == "decide" or self.params is SyncPush:
+            return "command"
+        return "query" if self.served_by == "commands" else self.served_by
+
+    @classmethod
+    def of(cls, request: type[Request]) -> Method:
+        errors = {CODE_OF[e] for e in request.RAISES} | ({FORBIDDEN} if request.ROLE == "admin" else set())
+        return cls(
+            name=request.METHOD,
+            params=request,
+            summary=summary(request),
+            role=request.ROLE,
+            served_by=request.SERVED_BY,
+            result=request.RESULT,
+            errors=tuple(sorted(errors - {INVALID_PARAMS}, reverse=True)),
+            syncable=request.SYNCABLE,
+        )
 
 
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in [
-        Method(
-            "session.hello", HelloParams, "Authenticate the socket, optionally resuming from a version", kind="session"
-        ),
-        Method("session.refresh", RefreshParams, "Swap in a new token without reconnecting", kind="session"),
-        Method("catalog.get", NoParams, "Activities with targets, requirements, durations and rewards", kind="query"),
-        Method("player.get", NoParams, "Skills, inventory and equipment at the current version", kind="query"),
-        Method("queue.get", NoParams, "The queue: current task, queued tasks, config and stats", kind="query"),
-        Method("queue.enqueue", EnqueueParams, "Queue an activity"),
-        Method("queue.cancel", CancelParams, "Cancel a queued or running task"),
-        Method("queue.reorder", ReorderParams, "Reorder the queued tasks (all their ids)"),
-        Method("queue.clear", SimpleCommandParams, "Cancel every queued task"),
-        Method("queue.pause", SimpleCommandParams, "Stop starting tasks"),
-        Method("queue.resume", SimpleCommandParams, "Start tasks again"),
-        Method("queue.configure", ConfigureParams, "Set max size, auto start and priority mode"),
-        Method("sync.push", SyncPushParams, "Apply commands queued while offline, in order"),
-        Method("events.replay", ReplayParams, "Own events from a version", kind="query"),
-        Method("presence.get", PlayerIdsParams, "Online status of players", kind="gateway"),
-        Method("presence.subscribe", PlayerIdsParams, "Receive presence.changed for players", kind="gateway"),
-        Method("presence.unsubscribe", PlayerIdsParams, "Stop presence.changed for players", kind="gateway"),
-        Method("rpc.discover", NoParams, "This API's OpenRPC document", kind="gateway"),
-        Method("inbox.get", InboxParams, "Notifications kept while offline, and the unread count", kind="gateway"),
-        Method(
-            "admin.inspect", AdminPlayerParams, "State, queue, pending timers and last events", admin=True, kind="query"
-        ),
-        Method("admin.replay", AdminReplayParams, "A player's events from a version", admin=True, kind="query"),
-        Method("admin.pause", AdminPauseParams, "Pause a player's queue", admin=True),
-        Method("admin.resume", AdminPlayerParams, "Resume a player's queue", admin=True),
-        Method("admin.grant", AdminGrantParams, "Grant items or xp", admin=True),
-        Method("admin.enqueue", AdminEnqueueParams, "Queue a task bypassing validation", admin=True),
-    ]
-}
-
-# Commands `sync.push` may carry.
-SYNCABLE = frozenset(
-    {"queue.enqueue", "queue.cancel", "queue.reorder", "queue.clear", "queue.pause", "queue.resume", "queue.configure"}
-)
+def _requests(base: type[Request]) -> list[type[Request]]:
+    out = []
+    for cls in base.__subclasses__():
+        if "METHOD" in cls.__dict__:
+            out.append(cls)
+        out.extend(_requests(cls))
+    return out
 
 
-def parse_params(method: Method, raw: Any) -> Params:
+METHODS: dict[str, Method] = {r.METHOD: Method.of(r) for r in _requests(Request)}
+
+
+def parse_params(method: Method, raw: Any) -> Request:
     """Validate raw JSON params into the method's Struct, or raise -32602 naming the field."""
-    if raw is None:
-        raw = {}
-    if isinstance(raw, list):
-        raise invalid_params("params", "must be an object (named parameters)")
-    if not isinstance(raw, dict):
-        raise invalid_params("params", "must be an object")
     try:
-        return msgspec.convert(raw, method.params)
-    except msgspec.ValidationError as exc:
-        field, reason = _field_and_reason(str(exc))
-        raise invalid_params(field, reason) from None
-
-
-def _field_and_reason(text: str) -> tuple[str, str]:
-    # msgspec says e.g. "Expected `int`, got `str` - at `$.quantity`"
-    if " - at `$." in text:
-        reason, _, where = text.rpartition(" - at `$.")
-        return where.rstrip("`"), reason
-    if text.startswith("Object missing required field `"):
-        return text.split("`")[1], "is required"
-    if text.startswith("Object contains unknown field `"):
-        return text.split("`")[1], "is not a parameter of this method"
-    return "params", text
+        return parse_request(method.params, raw)
+    except InvalidCommand as exc:
+        raise invalid_params(exc.field, exc.reason) from None

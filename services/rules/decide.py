@@ -6,8 +6,9 @@ an invalid command raises before any event exists, so nothing half-done is appen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -32,6 +33,7 @@ from questlog.projections.views import config_view, spec_view
 from .catalog import ACTIVITIES, Rules
 from .clock import Clock
 from .commands import (
+    AdminCommand,
     AdminEnqueue,
     AdminGrant,
     AdminPause,
@@ -57,11 +59,6 @@ from .engine import (
 from .errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
 from .rng import stable_id
 
-PRIORITY_MODES = ("fifo", "priority")
-MAX_QUEUE_SIZE = 100
-MAX_PRIORITY = 1000
-MAX_COMMAND_ID = 128
-
 
 class Decision(msgspec.Struct, frozen=True):
     """The events to append atomically, and the JSON-RPC result once they land."""
@@ -70,31 +67,58 @@ class Decision(msgspec.Struct, frozen=True):
     result: dict[str, Any]
 
 
-def decide(state: PlayerState, command: Command, clock: Clock, rules: Rules) -> Decision:
+class Context(msgspec.Struct, frozen=True):
+    """What a command's handler decides with besides the state and the command."""
+
+    now: datetime
+    rules: Rules
+    admin: str | None  # the operator who sent an admin command
+
+
+C = TypeVar("C", bound=Command)
+Outcome = tuple[list[NewEvent], dict[str, Any]]
+Handler = Callable[[PlayerState, Any, Context], Outcome]
+HANDLERS: dict[type[Command], Handler] = {}
+
+
+def handles(command: type[C]) -> Callable[[Callable[[PlayerState, C, Context], Outcome]], Handler]:
+    """Register the function that decides `command` (one per Command Struct)."""
+
+    def register(handler: Callable[[PlayerState, C, Context], Outcome]) -> Handler:
+        HANDLERS[command] = handler
+        return handler
+
+    return register
+
+
+def decide(state: PlayerState, command: Command, clock: Clock, rules: Rules, admin: str | None = None) -> Decision:
     """Validate `command` against `state`; raise a RulesError or return the decision.
 
     A command id already in the state's memory returns the first result, no events.
+    `admin` names the operator who sent an admin command.
     """
-    if not command.command_id or len(command.command_id) > MAX_COMMAND_ID:
-        raise InvalidCommand("command_id", f"must be 1 to {MAX_COMMAND_ID} characters")
+    if not command.command_id:
+        raise InvalidCommand("command_id", "is required")
     remembered = state.commands.get(command.command_id)
     if remembered is not None:
-        return Decision([], _repeat_result(command, remembered.version, remembered.task, remembered.config))
+        return Decision([], _repeat_result(remembered.version, remembered.task, remembered.config))
     if command.expected_version is not None and command.expected_version != state.version:
         raise VersionConflict(state.version)
-    player = getattr(command, "player_id", None)
-    if player is not None and player != state.player_id:
-        raise InvalidCommand("player_id", f"this command is for {player}, not {state.player_id}")
-    admin = getattr(command, "admin", None)
-    if admin is not None and not str(admin).strip():
-        raise InvalidCommand("admin", "must name the operator")
+    if isinstance(command, AdminCommand):
+        if command.player_id != state.player_id:
+            raise InvalidCommand("player_id", f"this command is for {command.player_id}, not {state.player_id}")
+        if admin is None or not admin.strip():
+            raise InvalidCommand("admin", "must name the operator")
+    handler = HANDLERS.get(type(command))
+    if handler is None:
+        raise InvalidCommand("method", f"{type(command).__name__} is not a command decide knows")
     now = clock.now()
     events: list[NewEvent] = []
     s = state
     if not state.created:
         events.extend(player_created(rules, now))
         s = apply(state, events)
-    more, extra = _handle(s, command, now, rules)
+    more, extra = handler(s, command, Context(now, rules, admin))
     events.extend(more)
     result: dict[str, Any] = {"version": state.version + len(events), **extra}
     return Decision(events, result)
@@ -113,45 +137,82 @@ def player_created(rules: Rules, at: datetime) -> list[NewEvent]:
     return [NewEvent(created, at), *level_ups(base, {k: v for k, v in kit.xp.items() if v}, at, rules)]
 
 
-def _repeat_result(command: Command, version: int, task: TaskSpec | None, config: QueueConfig | None) -> dict[str, Any]:
-    if isinstance(command, Enqueue | AdminEnqueue) and task is not None:
-        return {"version": version, "task": spec_view(task)}
-    if isinstance(command, Configure) and config is not None:
-        return {"version": version, "config": config_view(config)}
-    return {"version": version}
+def _repeat_result(version: int, task: TaskSpec | None, config: QueueConfig | None) -> dict[str, Any]:
+    """A repeat answers what the first answer said: only enqueues remember a task, configures a config."""
+    out: dict[str, Any] = {"version": version}
+    if task is not None:
+        out["task"] = spec_view(task)
+    if config is not None:
+        out["config"] = config_view(config)
+    return out
 
 
-def _handle(s: PlayerState, c: Command, now: datetime, rules: Rules) -> tuple[list[NewEvent], dict[str, Any]]:
-    if isinstance(c, Enqueue):
-        return _enqueue(s, c.activity, c.target, c.quantity, c.priority, c.command_id, now, rules, None)
-    if isinstance(c, AdminEnqueue):
-        return _enqueue(s, c.activity, c.target, c.quantity, c.priority, c.command_id, now, rules, c.admin)
-    if isinstance(c, Cancel):
-        return _cancel(s, c, now, rules), {}
-    if isinstance(c, Reorder):
-        ids = [t.task_id for t in s.queued]
-        if len(c.order) != len(set(c.order)) or sorted(c.order) != sorted(ids):
-            raise RuleViolation("bad_order", "The new order must list every queued task exactly once.")
-        return [NewEvent(QueueReordered(order=list(c.order)), now)], {}
-    if isinstance(c, Clear):
-        return [NewEvent(QueueCleared(task_ids=[t.task_id for t in s.queued]), now)], {}
-    if isinstance(c, Pause):
-        _not_admin_paused(s)
-        reason = (c.reason or "").strip() or "Paused by you."
-        return [NewEvent(QueuePaused(reason=reason[:200], by="player"), now)], {}
-    if isinstance(c, Resume):
-        _not_admin_paused(s)
-        return [NewEvent(QueueResumed(by="player"), now)], {}
-    if isinstance(c, Configure):
-        return _configure(s, c, now)
-    if isinstance(c, AdminPause):
-        reason = c.reason.strip() or "Paused by an operator."
-        return [NewEvent(QueuePaused(reason=reason, by=f"admin:{c.admin}"), now)], {}
-    if isinstance(c, AdminResume):
-        return [NewEvent(QueueResumed(by=f"admin:{c.admin}"), now)], {}
-    if isinstance(c, AdminGrant):
-        return _grant(s, c, now, rules), {}
-    raise InvalidCommand("method", f"{type(c).__name__} is not a command decide knows")
+@handles(Enqueue)
+def _enqueue_by_player(s: PlayerState, c: Enqueue, ctx: Context) -> Outcome:
+    return _enqueue(s, c.activity, c.target, c.quantity, c.priority, _id(c), ctx.now, ctx.rules, None)
+
+
+@handles(AdminEnqueue)
+def _enqueue_by_admin(s: PlayerState, c: AdminEnqueue, ctx: Context) -> Outcome:
+    return _enqueue(s, c.activity, c.target, c.quantity, c.priority, _id(c), ctx.now, ctx.rules, ctx.admin)
+
+
+@handles(Cancel)
+def _cancel_task(s: PlayerState, c: Cancel, ctx: Context) -> Outcome:
+    return _cancel(s, c, ctx.now, ctx.rules), {}
+
+
+@handles(Reorder)
+def _reorder(s: PlayerState, c: Reorder, ctx: Context) -> Outcome:
+    ids = [t.task_id for t in s.queued]
+    if len(c.order) != len(set(c.order)) or sorted(c.order) != sorted(ids):
+        raise RuleViolation("bad_order", "The new order must list every queued task exactly once.")
+    return [NewEvent(QueueReordered(order=list(c.order)), ctx.now)], {}
+
+
+@handles(Clear)
+def _clear(s: PlayerState, c: Clear, ctx: Context) -> Outcome:
+    return [NewEvent(QueueCleared(task_ids=[t.task_id for t in s.queued]), ctx.now)], {}
+
+
+@handles(Pause)
+def _pause(s: PlayerState, c: Pause, ctx: Context) -> Outcome:
+    _not_admin_paused(s)
+    reason = (c.reason or "").strip() or "Paused by you."
+    return [NewEvent(QueuePaused(reason=reason, by="player"), ctx.now)], {}
+
+
+@handles(Resume)
+def _resume(s: PlayerState, c: Resume, ctx: Context) -> Outcome:
+    _not_admin_paused(s)
+    return [NewEvent(QueueResumed(by="player"), ctx.now)], {}
+
+
+@handles(Configure)
+def _configure_queue(s: PlayerState, c: Configure, ctx: Context) -> Outcome:
+    return _configure(s, c, ctx.now)
+
+
+@handles(AdminPause)
+def _admin_pause(s: PlayerState, c: AdminPause, ctx: Context) -> Outcome:
+    reason = c.reason.strip() or "Paused by an operator."
+    return [NewEvent(QueuePaused(reason=reason, by=f"admin:{ctx.admin}"), ctx.now)], {}
+
+
+@handles(AdminResume)
+def _admin_resume(s: PlayerState, c: AdminResume, ctx: Context) -> Outcome:
+    return [NewEvent(QueueResumed(by=f"admin:{ctx.admin}"), ctx.now)], {}
+
+
+@handles(AdminGrant)
+def _admin_grant(s: PlayerState, c: AdminGrant, ctx: Context) -> Outcome:
+    assert ctx.admin is not None  # decide checked it
+    return _grant(s, c, ctx.admin, ctx.now, ctx.rules), {}
+
+
+def _id(c: Command) -> str:
+    assert c.command_id is not None  # decide checked it
+    return c.command_id
 
 
 def _not_admin_paused(s: PlayerState) -> None:
@@ -172,12 +233,8 @@ def _enqueue(
 ) -> tuple[list[NewEvent], dict[str, Any]]:
     catalog = rules.catalog
     tuning = catalog.tuning
-    if quantity < 1:
-        raise InvalidCommand("quantity", "must be at least 1")
     if quantity > tuning.max_quantity:
         raise InvalidCommand("quantity", f"must be at most {tuning.max_quantity}")
-    if abs(priority) > MAX_PRIORITY:
-        raise InvalidCommand("priority", f"must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
     if activity not in ACTIVITIES:
         raise RuleViolation(
             "unknown_activity", f"There is no activity called {activity!r}; choose harvesting, crafting or combat."
@@ -233,11 +290,7 @@ def _cancel(s: PlayerState, c: Cancel, now: datetime, rules: Rules) -> list[NewE
 def _configure(s: PlayerState, c: Configure, now: datetime) -> tuple[list[NewEvent], dict[str, Any]]:
     cfg = s.config
     max_size = cfg.max_size if c.max_size is None else c.max_size
-    if not 1 <= max_size <= MAX_QUEUE_SIZE:
-        raise InvalidCommand("max_size", f"must be between 1 and {MAX_QUEUE_SIZE}")
     mode = cfg.priority_mode if c.priority_mode is None else c.priority_mode
-    if mode not in PRIORITY_MODES:
-        raise InvalidCommand("priority_mode", "must be 'fifo' or 'priority'")
     if max_size < len(s.queued):
         raise RuleViolation(
             "queue_too_long",
@@ -248,17 +301,15 @@ def _configure(s: PlayerState, c: Configure, now: datetime) -> tuple[list[NewEve
     return [NewEvent(event, now)], {"config": config_view(QueueConfig(max_size, auto, mode))}
 
 
-def _grant(s: PlayerState, c: AdminGrant, now: datetime, rules: Rules) -> list[NewEvent]:
+def _grant(s: PlayerState, c: AdminGrant, admin: str, now: datetime, rules: Rules) -> list[NewEvent]:
     catalog = rules.catalog
     for item in c.items:
         if item not in catalog.items:
             raise InvalidCommand("items", f"unknown item {item!r}")
-    for skill, xp in c.xp.items():
+    for skill in c.xp:
         if skill not in catalog.skills:
             raise InvalidCommand("xp", f"unknown skill {skill!r}")
-        if xp < 0:
-            raise InvalidCommand("xp", "xp can only be granted, not taken")
     if not c.reason.strip():
         raise InvalidCommand("reason", "an admin grant needs a reason")
-    grant = AdminGranted(admin=c.admin, reason=c.reason, items=dict(c.items), xp=dict(c.xp))
+    grant = AdminGranted(admin=admin, reason=c.reason, items=dict(c.items), xp=dict(c.xp))
     return [NewEvent(grant, now), *level_ups(s, {k: v for k, v in c.xp.items() if v}, now, rules)]

@@ -152,7 +152,7 @@ async def test_an_idle_socket_gives_back_its_compressor_and_later_frames_still_i
         sock = RawSocket(await http.ws_connect(running.ws_url, compress=15))
         assert sock.ws.compress == 15
         assert "result" in await sock.request("session.hello", {"token": token(player_id)})
-        (session,) = [s for s in running.gw.connections.sessions if s.identity and s.identity.player_id == player_id]
+        (session,) = [s for s in running.gw.sessions if s.identity and s.identity.player_id == player_id]
         assert compressor_releasable(session.ws), (
             "aiohttp no longer keeps its compressor at WebSocketWriter._compressobj: gateway/deflate.py must follow it"
         )

@@ -10,7 +10,7 @@ from questlog.projections.player import evolve, initial_state
 from questlog.projections.state import PlayerState
 from questlog.services.rules.catalog import Rules, load_catalog
 from questlog.services.rules.clock import FixedClock
-from questlog.services.rules.commands import Command
+from questlog.services.rules.commands import AdminCommand, Command
 from questlog.services.rules.decide import Decision, decide
 from questlog.services.rules.engine import catch_up
 
@@ -45,8 +45,11 @@ class World:
             self.log.append(rec)
             self.state = evolve(self.state, rec, self.rules.command_memory)
 
-    def send(self, command: Command) -> Decision:
-        decision = decide(self.state, command, self.clock, self.rules)
+    def send(self, command: Command, admin: str | None = None) -> Decision:
+        """Decide `command`; an admin command is sent by `admin` ("ops" unless told)."""
+        if isinstance(command, AdminCommand) and admin is None:
+            admin = "ops"
+        decision = decide(self.state, command, self.clock, self.rules, admin)
         self.record(decision.events, command.command_id)
         return decision
 

@@ -18,7 +18,7 @@ from questlog.services.rules.commands import (
     Pause,
     Reorder,
     Resume,
-    parse_command,
+    parse_request,
 )
 from questlog.services.rules.decide import decide
 from questlog.services.rules.errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
@@ -87,10 +87,10 @@ def test_expected_version_conflict() -> None:
     w = World()
     enqueue(w)
     with pytest.raises(VersionConflict) as err:
-        w.send(Enqueue(command_id="x", activity="harvesting", target="stone", expected_version=1))
+        w.send(Enqueue(command_id="x", activity="harvesting", target="stone", quantity=1, expected_version=1))
     assert err.value.current_version == 2
     assert (
-        w.send(Enqueue(command_id="y", activity="harvesting", target="stone", expected_version=2)).result["version"]
+        w.send(Enqueue(command_id="y", activity="harvesting", target="stone", quantity=1, expected_version=2)).result["version"]
         == 3
     )
 
@@ -114,7 +114,7 @@ def test_expected_version_conflict() -> None:
 )
 def test_rule_violations(activity: str, target: str, rule: str, words: str) -> None:
     w = World()
-    err = violation(w, Enqueue(command_id="c", activity=activity, target=target))
+    err = violation(w, Enqueue(command_id="c", activity=activity, target=target, quantity=1))
     assert err.rule == rule
     assert words in err.detail
     assert err.data == {"rule": rule, "detail": err.detail}
@@ -122,16 +122,16 @@ def test_rule_violations(activity: str, target: str, rule: str, words: str) -> N
 
 def test_location_locked() -> None:
     w = World()
-    w.send(AdminGrant(command_id="g", player_id="p-1", admin="ops", reason="test", xp={"harvesting": 5000}))
-    err = violation(w, Enqueue(command_id="c", activity="harvesting", target="iron_ore"))
+    w.send(AdminGrant(command_id="g", player_id="p-1", reason="test", xp={"harvesting": 5000}))
+    err = violation(w, Enqueue(command_id="c", activity="harvesting", target="iron_ore", quantity=1))
     assert err.rule == "location_locked"
     assert err.detail == "Deep Mine needs combat level 3; you are level 1."
 
 
 def test_station_required_at_a_level_that_allows_the_recipe() -> None:
     w = World()
-    w.send(AdminGrant(command_id="g", player_id="p-1", admin="ops", reason="test", xp={"crafting": 500}))
-    err = violation(w, Enqueue(command_id="c", activity="crafting", target="copper_bar"))
+    w.send(AdminGrant(command_id="g", player_id="p-1", reason="test", xp={"crafting": 500}))
+    err = violation(w, Enqueue(command_id="c", activity="crafting", target="copper_bar", quantity=1))
     assert err.rule == "station_required"
     assert err.detail == "Crafting copper bar needs a furnace; you do not own one."
 
@@ -140,9 +140,9 @@ def test_missing_tool() -> None:
     w = World()
     enqueue(w)
     w.state = w.state.__class__(**{**{f: getattr(w.state, f) for f in w.state.__struct_fields__}, "equipment": {}})
-    err = violation(w, Enqueue(command_id="c", activity="harvesting", target="stone"))
+    err = violation(w, Enqueue(command_id="c", activity="harvesting", target="stone", quantity=1))
     assert err.rule == "missing_tool" and "pickaxe" in err.detail
-    err = violation(w, Enqueue(command_id="d", activity="combat", target="rat"))
+    err = violation(w, Enqueue(command_id="d", activity="combat", target="rat", quantity=1))
     assert err.rule == "missing_tool" and "weapon" in err.detail
 
 
@@ -152,39 +152,48 @@ def test_queue_full_and_configure() -> None:
     w.send(Configure(command_id="cfg", max_size=2))
     enqueue(w)
     enqueue(w)
-    assert violation(w, Enqueue(command_id="c", activity="harvesting", target="oak_log")).rule == "queue_full"
+    assert violation(w, Enqueue(command_id="c", activity="harvesting", target="oak_log", quantity=1)).rule == "queue_full"
     with pytest.raises(RuleViolation, match="queue_too_long"):
         w.send(Configure(command_id="small", max_size=1))
     with pytest.raises(InvalidCommand) as err:
-        w.send(Configure(command_id="bad", priority_mode="random"))
+        parse_request(Configure, {"command_id": "bad", "priority_mode": "random"})
     assert err.value.field == "priority_mode"
-    with pytest.raises(InvalidCommand):
-        w.send(Configure(command_id="bad2", max_size=0))
+    with pytest.raises(InvalidCommand) as err:
+        parse_request(Configure, {"command_id": "bad2", "max_size": 0})
+    assert err.value.field == "max_size"
 
 
 def test_invalid_params() -> None:
-    w = World()
-    for cmd, field in [
-        (Enqueue(command_id="a", activity="harvesting", target="oak_log", quantity=0), "quantity"),
-        (Enqueue(command_id="b", activity="harvesting", target="oak_log", quantity=10**6), "quantity"),
-        (Enqueue(command_id="c", activity="harvesting", target="oak_log", priority=10**6), "priority"),
-        (Enqueue(command_id="", activity="harvesting", target="oak_log"), "command_id"),
+    """The Struct bounds the shape (one place); decide holds the content limit (the catalog's)."""
+    base = {"activity": "harvesting", "target": "oak_log", "quantity": 1}
+    for raw, field in [
+        ({**base, "command_id": "a", "quantity": 0}, "quantity"),
+        ({**base, "command_id": "c", "priority": 10**6}, "priority"),
+        ({**base, "command_id": ""}, "command_id"),
+        ({**base, "command_id": "x" * 129}, "command_id"),
+        ({**base, "quantity": "x"}, "quantity"),
+        ({"activity": "harvesting", "target": "oak_log"}, "quantity"),
+        ({**base, "activity": "dancing"}, "activity"),
+        ({**base, "colour": "red"}, "colour"),
+        (["harvesting"], "params"),
     ]:
         with pytest.raises(InvalidCommand) as err:
-            w.send(cmd)
-        assert err.value.field == field
+            parse_request(Enqueue, raw)
+        assert err.value.field == field, raw
+    w = World()
+    with pytest.raises(InvalidCommand) as err:
+        w.send(Enqueue(command_id="b", activity="harvesting", target="oak_log", quantity=10**6))
+    assert err.value.field == "quantity" and str(w.rules.catalog.tuning.max_quantity) in err.value.reason
+    with pytest.raises(InvalidCommand) as err:
+        w.send(Enqueue(activity="harvesting", target="oak_log", quantity=1))
+    assert err.value.field == "command_id"
     assert w.log == []
 
 
-def test_parse_command() -> None:
-    cmd = parse_command("queue.enqueue", {"activity": "harvesting", "target": "stone"}, "gen-1")
-    assert isinstance(cmd, Enqueue) and cmd.command_id == "gen-1" and cmd.quantity == 1
-    assert parse_command("queue.cancel", {"task_id": "t", "command_id": "mine"}, "gen").command_id == "mine"
-    with pytest.raises(InvalidCommand) as err:
-        parse_command("queue.enqueue", {"activity": "harvesting", "target": "stone", "quantity": "x"}, "g")
-    assert err.value.field == "quantity"
-    with pytest.raises(InvalidCommand):
-        parse_command("queue.explode", {}, "g")
+def test_parse_request() -> None:
+    cmd = parse_request(Enqueue, {"activity": "harvesting", "target": "stone", "quantity": 1})
+    assert isinstance(cmd, Enqueue) and cmd.command_id is None and cmd.priority == 0
+    assert parse_request(Cancel, {"task_id": "t", "command_id": "mine"}).command_id == "mine"
 
 
 def test_cancel_queued_and_unknown_and_finished() -> None:
@@ -229,27 +238,26 @@ def test_pause_resume_and_admin_pause() -> None:
     assert w.state.paused and w.state.pause_reason == "lunch" and w.state.paused_by == "player"
     w.send(Resume(command_id="r"))
     assert not w.state.paused
-    w.send(AdminPause(command_id="ap", player_id="p-1", admin="alice", reason="investigating"))
+    w.send(AdminPause(command_id="ap", player_id="p-1", reason="investigating"), admin="alice")
     assert w.state.paused_by == "admin:alice"
     assert violation(w, Resume(command_id="r2")).rule == "paused_by_admin"
-    w.send(AdminResume(command_id="ar", player_id="p-1", admin="alice"))
+    w.send(AdminResume(command_id="ar", player_id="p-1"), admin="alice")
     assert not w.state.paused
     with pytest.raises(InvalidCommand):
-        w.send(AdminPause(command_id="other", player_id="p-2", admin="alice", reason="x"))
+        w.send(AdminPause(command_id="other", player_id="p-2", reason="x"), admin="alice")
 
 
 def test_admin_grant_levels_up_and_admin_enqueue_bypasses() -> None:
     w = World()
     d = w.send(
-        AdminGrant(
-            command_id="g", player_id="p-1", admin="bob", reason="bug refund", items={"iron_bar": 3}, xp={"combat": 400}
-        )
+        AdminGrant(command_id="g", player_id="p-1", reason="bug refund", items={"iron_bar": 3}, xp={"combat": 400}),
+        admin="bob",
     )
     assert [e.event.TYPE for e in d.events] == ["player.created", "admin.granted", "player.leveled_up"]
     assert w.state.skills["combat"].level == 4 and w.state.inventory["iron_bar"] == 3
     with pytest.raises(InvalidCommand):
-        w.send(AdminGrant(command_id="g2", player_id="p-1", admin="bob", reason="x", items={"nope": 1}))
-    d = w.send(AdminEnqueue(command_id="ae", player_id="p-1", admin="bob", activity="combat", target="dragon_whelp"))
+        w.send(AdminGrant(command_id="g2", player_id="p-1", reason="x", items={"nope": 1}), admin="bob")
+    d = w.send(AdminEnqueue(command_id="ae", player_id="p-1", activity="combat", target="dragon_whelp", quantity=1), admin="bob")
     ev = d.events[0].event
     assert isinstance(ev, TaskEnqueued) and ev.admin == "bob"
     assert queue_view(w.state, w.clock.now())["queued"][0]["admin"] == "bob" or w.state.current is not None
@@ -287,7 +295,7 @@ def test_decide_does_not_touch_the_input_state() -> None:
     enqueue(w)
     snapshot = w.state
     copy = type(snapshot)(**{f: getattr(snapshot, f) for f in snapshot.__struct_fields__})
-    decide(snapshot, Enqueue(command_id="zz", activity="harvesting", target="stone"), w.clock, w.rules)
+    decide(snapshot, Enqueue(command_id="zz", activity="harvesting", target="stone", quantity=1), w.clock, w.rules)
     assert snapshot == copy
 
 

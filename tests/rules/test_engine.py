@@ -97,7 +97,7 @@ def test_crafting_without_materials_pauses_with_a_readable_reason() -> None:
     assert w.state.current is None and w.state.queued[0].task_id == craft
     assert queue_view(w.state, w.clock.now())["pause_reason"] == paused[0].reason
     # more logs, resume: it starts
-    w.send(AdminGrant(command_id="g", player_id="p-1", admin="ops", reason="test", items={"oak_log": 2}))
+    w.send(AdminGrant(command_id="g", player_id="p-1", reason="test", items={"oak_log": 2}))
     w.send(Resume(command_id="r"))
     w.run(60)
     assert w.state.stats.completed == 1
@@ -105,7 +105,7 @@ def test_crafting_without_materials_pauses_with_a_readable_reason() -> None:
 
 def test_cancel_running_task_keeps_done_steps_and_refunds_the_rest() -> None:
     w = World()
-    w.send(AdminGrant(command_id="g", player_id="p-1", admin="ops", reason="t", items={"oak_log": 6}))
+    w.send(AdminGrant(command_id="g", player_id="p-1", reason="t", items={"oak_log": 6}))
     craft = enqueue(w, "crafting", "plank", 5)  # reserves 10 logs
     w.run()
     assert w.state.inventory.get("oak_log", 0) == 0
@@ -150,7 +150,7 @@ def test_pause_stops_steps_and_resume_restarts_the_step_clock() -> None:
 def test_combat_lost_fights_retry_with_backoff_then_fail() -> None:
     w = World()
     w.send(
-        AdminEnqueue(command_id="a", player_id="p-1", admin="ops", activity="combat", target="dragon_whelp", quantity=5)
+        AdminEnqueue(command_id="a", player_id="p-1", activity="combat", target="dragon_whelp", quantity=5)
     )
     w.run(3600)
     retries = events_of(w, TaskRetryScheduled)
@@ -170,7 +170,7 @@ def test_combat_lost_fights_retry_with_backoff_then_fail() -> None:
 def test_retry_timer_checks() -> None:
     w = World()
     w.send(
-        AdminEnqueue(command_id="a", player_id="p-1", admin="ops", activity="combat", target="dragon_whelp", quantity=5)
+        AdminEnqueue(command_id="a", player_id="p-1", activity="combat", target="dragon_whelp", quantity=5)
     )
     for _ in range(200):
         w.run(0.5)

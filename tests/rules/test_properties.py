@@ -113,7 +113,7 @@ def build(w: World, o: tuple[Any, ...], sent: list[tuple[Command, dict[str, Any]
     if kind == "configure":
         return Configure(command_id=cid, max_size=o[1], auto_start=o[2], priority_mode=o[3])
     if kind == "grant":
-        return AdminGrant(command_id=cid, player_id=s.player_id, admin="ops", reason="prop", items={o[1]: o[2]})
+        return AdminGrant(command_id=cid, player_id=s.player_id, reason="prop", items={o[1]: o[2]})
     if kind == "repeat":
         return sent[o[1] % len(sent)][0] if sent else None
     return None
