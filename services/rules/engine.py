@@ -242,15 +242,6 @@ def advance(state: PlayerState, at: datetime, rules: Rules) -> list[NewEvent]:
     return events
 
 
-def step_due(state: PlayerState, task_id: str) -> datetime | None:
-    """When the next step of `task_id` falls due, or None if no step may complete now
-    (not current, paused, retrying, all steps done, or the previous reward still pending)."""
-    timer = next_timer(state)
-    if timer is None or timer.kind != "step" or timer.task_id != task_id:
-        return None
-    return timer.due_at
-
-
 def complete_step(state: PlayerState, task_id: str, step: int, attempt: int, due_at: datetime) -> list[NewEvent]:
     """A step timer fired: `task.step_completed` at the step's due time, or [] if the timer is stale."""
     timer = next_timer(state)
@@ -528,5 +519,4 @@ __all__ = [
     "reward_step",
     "run_order",
     "settle_step",
-    "step_due",
 ]
