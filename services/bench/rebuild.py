@@ -28,14 +28,14 @@ from rich.console import Console
 from questlog.events.schema import NewEvent
 from questlog.events.store import EventStore, Position
 from questlog.events.subjects import EVENTS_WILDCARD
-from questlog.projections.player import initial_state
+from questlog.projections.player import fold_new, initial_state
 from questlog.projections.read_models import ReadModels
 from questlog.projections.rebuild import rebuild
 from questlog.services.rules.catalog import Rules, load_rules
 from questlog.services.rules.clock import FixedClock
 from questlog.services.rules.commands import parse_command
 from questlog.services.rules.decide import decide
-from questlog.services.rules.engine import apply, catch_up
+from questlog.services.rules.engine import catch_up
 from questlog.services.rules.errors import RulesError
 
 from .display import Dashboard
@@ -76,11 +76,11 @@ def player_log(player_id: str, n: int, rules: Rules, start: datetime) -> list[Ne
             decision = decide(state, parse_command("queue.enqueue", params, command_id), clock, rules)
         except RulesError:
             break  # e.g. a worn-out tool: this player's log ends here
-        state = apply(state, decision.events, command_id)
+        state = fold_new(state, decision.events, command_id)
         out.extend(decision.events)
         clock.advance(3600)
         for batch in catch_up(state, clock.now(), rules, 1000):
-            state = apply(state, batch)
+            state = fold_new(state, batch)
             out.extend(batch)
         if not decision.events:
             break

@@ -23,7 +23,6 @@ from questlog.events.schema import (
     NewEvent,
     PlayerLeveledUp,
     QueuePaused,
-    Recorded,
     RewardGranted,
     TaskCompleted,
     TaskFailed,
@@ -32,7 +31,7 @@ from questlog.events.schema import (
     TaskStepCompleted,
 )
 from questlog.projections.due import Timer, next_timer, pending_reward
-from questlog.projections.player import evolve
+from questlog.projections.player import fold_new
 from questlog.projections.state import PlayerState, Task, run_order
 
 from . import formulas
@@ -229,7 +228,7 @@ def advance(state: PlayerState, at: datetime, rules: Rules) -> list[NewEvent]:
                 events.append(
                     NewEvent(EquipmentEquipped(slot=slot, item=item, durability=catalog.gear[item].durability), at)
                 )
-    scratch = _scratch(state, events)
+    scratch = fold_new(state, events)
     reserved = {item: per * task.quantity for item, per in req.materials.items()}
     started = TaskStarted(
         task_id=task.task_id,
@@ -285,7 +284,7 @@ def settle_step(state: PlayerState, task_id: str, step: int, rules: Rules) -> li
     events = reward_step(state, task_id, step, rules)
     if not events:
         return []
-    after = _scratch(state, events)
+    after = fold_new(state, events)
     task = after.current
     assert task is not None
     at = events[0].occurred_at
@@ -418,14 +417,14 @@ def reward_step(state: PlayerState, task_id: str, step: int, rules: Rules) -> li
     )
     events = [NewEvent(granted, at)]
     events.extend(level_ups(state, granted.xp, at, rules))
-    after = _scratch(state, events)
+    after = fold_new(state, events)
     for slot in sorted(durability):
         if slot not in after.equipment:
             item = spare(after, catalog, slot)
             if item is not None:
                 equip = EquipmentEquipped(slot=slot, item=item, durability=catalog.gear[item].durability)
                 events.append(NewEvent(equip, at))
-                after = _scratch(after, events[-1:])
+                after = fold_new(after, events[-1:])
     return events
 
 
@@ -466,7 +465,7 @@ def catch_up(state: PlayerState, now: datetime, rules: Rules, limit: int = 1000)
                     batch = retry(s, timer.task_id, timer.attempt, timer.due_at)
         if not batch:
             break
-        s = _scratch(s, batch)
+        s = fold_new(s, batch)
         batches.append(batch)
         count += len(batch)
     return batches
@@ -477,38 +476,10 @@ def _gear(state: PlayerState, catalog: Catalog, slot: str) -> Gear | None:
     return catalog.gear.get(worn.item) if worn else None
 
 
-def _scratch(state: PlayerState, events: list[NewEvent]) -> PlayerState:
-    """The state after `events`, as if appended (no command id): used to look ahead."""
-    s = state
-    for i, new in enumerate(events, start=1):
-        s = evolve(
-            s, Recorded(player_id=s.player_id, version=state.version + i, occurred_at=new.occurred_at, event=new.event)
-        )
-    return s
-
-
-def apply(state: PlayerState, events: list[NewEvent], command_id: str | None = None) -> PlayerState:
-    """Fold new events as the store would record them (tests and look-ahead use it)."""
-    s = state
-    for new in events:
-        s = evolve(
-            s,
-            Recorded(
-                player_id=s.player_id,
-                version=s.version + 1,
-                occurred_at=new.occurred_at,
-                event=new.event,
-                command_id=command_id,
-            ),
-        )
-    return s
-
-
 __all__ = [
     "Requirement",
     "Timer",
     "advance",
-    "apply",
     "catch_up",
     "complete_step",
     "next_task",
