@@ -22,8 +22,9 @@ from nats.aio.msg import Msg
 from questlog.events.schema import NewEvent, Recorded
 from questlog.events.store import EventStore, Position
 from questlog.events.subjects import player_events
+from questlog.projections.due import next_timer
 from questlog.projections.repository import PlayerRepository
-from questlog.services.processor import Processor, next_timer
+from questlog.services.processor import Processor
 from questlog.services.reward import RewardService
 from questlog.services.rules.clock import FixedClock
 from questlog.services.rules.commands import Enqueue
