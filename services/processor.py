@@ -36,7 +36,7 @@ from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 from questlog.services.runtime.settings import Settings
 
 from .decision_loop import DecisionLoop
-from .rules import engine
+from .rules.scheduling import catch_up
 from .sweep import SWEEP_SUBJECT, Sweep, schedule_sweeps
 from .timers import DUE_SUBJECTS, TimerScheduler, schedule_subject, timer_decoder
 
@@ -48,7 +48,7 @@ CATCH_UP_BATCH = 500  # events per atomic append while catching up
 BATCH_FROM = 8
 
 # What the processor's appends are caused by. Each step it writes it settles
-# itself in its next decision (engine.catch_up), and should it crash between
+# itself in its next decision (scheduling.catch_up), and should it crash between
 # the two, the timer or event it was handling comes back and it settles then.
 TIMER, CATCH_UP, SWEEP = "timer:", "catch-up", "sweep"
 SETTLES_ITS_STEPS = (TIMER, CATCH_UP, SWEEP)
@@ -180,7 +180,7 @@ class Processor:
         return moved
 
     def _catch_up(self, state: PlayerState, now: datetime) -> tuple[list[NewEvent], None]:
-        decisions = engine.catch_up(state, now, self.rules, CATCH_UP_BATCH)
+        decisions = catch_up(state, now, self.rules, CATCH_UP_BATCH)
         if sum(len(d) for d in decisions) < BATCH_FROM:
             # an atomic batch costs the server more than a few appends of one event each
             decisions = decisions[:1]

@@ -28,7 +28,7 @@ from questlog.services.processor import Processor
 from questlog.services.reward import RewardService
 from questlog.services.rules.clock import FixedClock
 from questlog.services.rules.commands import Enqueue
-from questlog.services.rules.engine import advance, complete_step
+from questlog.services.rules.scheduling import advance, complete_step
 from questlog.services.runtime.connections import Wiring, connect
 from questlog.services.runtime.settings import Settings
 

@@ -1,7 +1,7 @@
 """`questlog bench rebuild`: a full projection rebuild against a raw ordered-consumer read of the same log.
 
 The log is written first: each player's events come from the game rules
-themselves (`decide` for enqueues, `engine.catch_up` for what the processor
+themselves (`decide` for enqueues, `scheduling.catch_up` for what the processor
 and reward service would have written: tasks started, steps completed,
 rewards, level-ups), so the rebuild folds the event mix a real log holds.
 Then, on the same server: a raw read (ordered consumer, every message taken,
@@ -35,8 +35,8 @@ from questlog.services.rules.catalog import Rules, load_rules
 from questlog.services.rules.clock import FixedClock
 from questlog.services.rules.commands import parse_command
 from questlog.services.rules.decide import decide
-from questlog.services.rules.engine import catch_up
 from questlog.services.rules.errors import RulesError
+from questlog.services.rules.scheduling import catch_up
 
 from .display import Dashboard
 from .procfs import CpuUse, CpuWindow

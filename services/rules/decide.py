@@ -46,15 +46,9 @@ from .commands import (
     Reorder,
     Resume,
 )
-from .engine import (
-    gear_problem,
-    level_problem,
-    level_ups,
-    requirement,
-    reward_step,
-    task_step_seconds,
-)
 from .errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
+from .requirements import gear_problem, level_problem, requirement, task_step_seconds
+from .rewards import level_ups, reward_step
 from .rng import stable_id
 
 PRIORITY_MODES = ("fifo", "priority")

@@ -21,7 +21,8 @@ from questlog.projections.due import next_timer
 from questlog.projections.player import fold
 from questlog.projections.views import player_view, queue_view
 from questlog.services.rules.commands import AdminEnqueue, AdminGrant, Cancel, Enqueue, Pause, Resume
-from questlog.services.rules.engine import advance, complete_step, retry, settle_step
+from questlog.services.rules.rewards import settle_step
+from questlog.services.rules.scheduling import advance, complete_step, retry
 
 from . import T0, World
 
