@@ -18,13 +18,19 @@ from .state import PlayerState, run_order
 
 
 class Timer(msgspec.Struct, frozen=True, kw_only=True):
-    """The one timer the processor should hold for a player: a step or a retry."""
+    """The one timer the processor should hold for a player: a step or a retry.
 
-    kind: str  # step | retry
+    services/timers.py schedules it as it stands (its JSON is the message body).
+    """
+
+    player_id: str
     task_id: str
     attempt: int
+    kind: str  # step | retry
     step: int
     due_at: datetime
+    # the stream sequence of the state the timer was set from: it fires no decision on less
+    after_seq: int = 0
 
 
 def next_timer(state: PlayerState) -> Timer | None:
@@ -36,10 +42,24 @@ def next_timer(state: PlayerState) -> Timer | None:
         due = step_due_at(task, task.steps_done + 1)
         if due is None:
             return None
-        return Timer(kind="step", task_id=task.task_id, attempt=task.attempts, step=task.steps_done + 1, due_at=due)
+        return Timer(
+            player_id=state.player_id,
+            task_id=task.task_id,
+            attempt=task.attempts,
+            kind="step",
+            step=task.steps_done + 1,
+            due_at=due,
+            after_seq=state.last_seq,
+        )
     if task.status == "retrying" and task.retry_at is not None:
         return Timer(
-            kind="retry", task_id=task.task_id, attempt=task.attempts + 1, step=task.steps_done, due_at=task.retry_at
+            player_id=state.player_id,
+            task_id=task.task_id,
+            attempt=task.attempts + 1,
+            kind="retry",
+            step=task.steps_done,
+            due_at=task.retry_at,
+            after_seq=state.last_seq,
         )
     return None
 

@@ -15,6 +15,7 @@ from questlog.events.schema import (
     AdminGranted,
     EquipmentEquipped,
     Equipped,
+    NewEvent,
     Payload,
     PlayerCreated,
     PlayerLeveledUp,
@@ -71,6 +72,22 @@ def fold(
         current = evolve(current, recorded, memory)
     if current is None:
         raise UnfoldableEvent("fold needs a state or at least one event")
+    return current
+
+
+def fold_new(state: PlayerState, events: Iterable[NewEvent], command_id: str | None = None) -> PlayerState:
+    """The state after `events` as the store would record them next: versions following the
+    state's, no stream sequence yet. Decisions look ahead with it; tests record with it."""
+    current = state
+    for new in events:
+        recorded = Recorded(
+            player_id=current.player_id,
+            version=current.version + 1,
+            occurred_at=new.occurred_at,
+            event=new.event,
+            command_id=command_id,
+        )
+        current = evolve(current, recorded)
     return current
 
 

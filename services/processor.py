@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from questlog.events.schema import NewEvent, Recorded
 from questlog.events.store import decode_stored, ends_its_append
 from questlog.events.subjects import EVENTS_WILDCARD, type_of
-from questlog.projections import due
+from questlog.projections.due import Timer, next_timer
 from questlog.projections.read_models import ReadModels
 from questlog.projections.repository import PlayerRepository
 from questlog.projections.state import PlayerState
@@ -36,9 +36,9 @@ from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 from questlog.services.runtime.settings import Settings
 
 from .decision_loop import DecisionLoop
-from .rules import engine
+from .rules.scheduling import catch_up
 from .sweep import SWEEP_SUBJECT, Sweep, schedule_sweeps
-from .timers import DUE_SUBJECTS, Timer, TimerScheduler, timer_decoder
+from .timers import DUE_SUBJECTS, TimerScheduler, schedule_subject, timer_decoder
 
 log = logging.getLogger("questlog.processor")
 
@@ -48,7 +48,7 @@ CATCH_UP_BATCH = 500  # events per atomic append while catching up
 BATCH_FROM = 8
 
 # What the processor's appends are caused by. Each step it writes it settles
-# itself in its next decision (engine.catch_up), and should it crash between
+# itself in its next decision (scheduling.catch_up), and should it crash between
 # the two, the timer or event it was handling comes back and it settles then.
 TIMER, CATCH_UP, SWEEP = "timer:", "catch-up", "sweep"
 SETTLES_ITS_STEPS = (TIMER, CATCH_UP, SWEEP)
@@ -73,22 +73,6 @@ TRIGGERS = frozenset(
         "admin.granted",
     }
 )
-
-
-def next_timer(state: PlayerState) -> Timer | None:
-    """The one timer the player's queue waits for now, if any, as a schedulable Timer."""
-    found = due.next_timer(state)
-    if found is None:
-        return None
-    return Timer(
-        player_id=state.player_id,
-        task_id=found.task_id,
-        attempt=found.attempt,
-        kind=found.kind,
-        step=found.step,
-        due_at=found.due_at,
-        after_seq=state.last_seq,
-    )
 
 
 def pending_timers(state: PlayerState) -> list[dict[str, Any]]:
@@ -138,7 +122,7 @@ class Processor:
         await self.drive(
             timer.player_id,
             after_seq=timer.after_seq,
-            causation_id=f"{TIMER}{timer.schedule_subject}",
+            causation_id=f"{TIMER}{schedule_subject(timer)}",
             at_least=timer.due_at,
             fresh=False,
         )
@@ -196,7 +180,7 @@ class Processor:
         return moved
 
     def _catch_up(self, state: PlayerState, now: datetime) -> tuple[list[NewEvent], None]:
-        decisions = engine.catch_up(state, now, self.rules, CATCH_UP_BATCH)
+        decisions = catch_up(state, now, self.rules, CATCH_UP_BATCH)
         if sum(len(d) for d in decisions) < BATCH_FROM:
             # an atomic batch costs the server more than a few appends of one event each
             decisions = decisions[:1]

@@ -5,7 +5,7 @@ step only if the player's log has no reward for it yet, and the append's OCC
 check makes two instances (or a redelivery) agree on one answer.
 
 The processor settles each step it completes in its very next decision
-(`engine.catch_up`), and comes back to it after a crash (the timer or event
+(`scheduling.catch_up`), and comes back to it after a crash (the timer or event
 it was handling is redelivered); so a step it wrote is left to it, and this
 service rewards the others (anything else that completes steps, or a log
 written before that rule).
@@ -27,7 +27,7 @@ from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 
 from .decision_loop import DecisionLoop
 from .processor import SETTLES_ITS_STEPS
-from .rules import engine
+from .rules.rewards import settle_step
 
 
 class RewardService:
@@ -44,7 +44,7 @@ class RewardService:
         assert isinstance(step, TaskStepCompleted)
         await self.loop.run(
             rec.player_id,
-            lambda s: (engine.settle_step(s, step.task_id, step.step, self.rules), None),
+            lambda s: (settle_step(s, step.task_id, step.step, self.rules), None),
             causation_id=f"reward:{step.task_id}:{step.step}",
             fresh=True,
             after_seq=rec.seq,

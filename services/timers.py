@@ -21,27 +21,17 @@ from nats.js import JetStreamContext
 from opentelemetry import propagate
 
 from questlog.events.streams import TIMERS_DUPLICATE_WINDOW
+from questlog.projections.due import Timer
 from questlog.projections.views import iso
 
 DUE_SUBJECTS = "timers.due.>"
 
 
-class Timer(msgspec.Struct, frozen=True, kw_only=True):
-    player_id: str
-    task_id: str
-    attempt: int
-    kind: str  # "step" | "retry"
-    step: int
-    due_at: datetime
-    # the stream sequence of the state the timer was set from: it fires no decision on less
-    after_seq: int = 0
-
-    @property
-    def schedule_subject(self) -> str:
-        """Unique per due time too: a pause and resume moves a step's due time, and the
-        moved timer must not be taken for a duplicate of the first one."""
-        millis = int(self.due_at.timestamp() * 1000)
-        return f"timers.schedule.{self.player_id}.{self.task_id}.{self.attempt}.{self.kind}{self.step}.{millis}"
+def schedule_subject(timer: Timer) -> str:
+    """Unique per due time too: a pause and resume moves a step's due time, and the
+    moved timer must not be taken for a duplicate of the first one."""
+    millis = int(timer.due_at.timestamp() * 1000)
+    return f"timers.schedule.{timer.player_id}.{timer.task_id}.{timer.attempt}.{timer.kind}{timer.step}.{millis}"
 
 
 def due_subject(player_id: str) -> str:
@@ -81,7 +71,7 @@ class TimerScheduler:
         self._last: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     async def schedule(self, timer: Timer) -> None:
-        subject = timer.schedule_subject
+        subject = schedule_subject(timer)
         known = self._last.get(timer.player_id)
         if known is not None and known[0] == subject and time.monotonic() - known[1] < self._remember_s:
             self._last.move_to_end(timer.player_id)

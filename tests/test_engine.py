@@ -12,9 +12,10 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from questlog.events.store import EventStore
+from questlog.projections.due import Timer
 from questlog.services.contract.command_client import Actor, CommandClient
 from questlog.services.runtime.settings import Settings
-from questlog.services.timers import Timer, timer_decoder
+from questlog.services.timers import timer_decoder
 
 from .stacks import in_process, private_stack
 from .watch import queue_idle, types, until

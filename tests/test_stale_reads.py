@@ -22,12 +22,13 @@ from nats.aio.msg import Msg
 from questlog.events.schema import NewEvent, Recorded
 from questlog.events.store import EventStore, Position
 from questlog.events.subjects import player_events
+from questlog.projections.due import next_timer
 from questlog.projections.repository import PlayerRepository
-from questlog.services.processor import Processor, next_timer
+from questlog.services.processor import Processor
 from questlog.services.reward import RewardService
 from questlog.services.rules.clock import FixedClock
 from questlog.services.rules.commands import Enqueue
-from questlog.services.rules.engine import advance, complete_step
+from questlog.services.rules.scheduling import advance, complete_step
 from questlog.services.runtime.connections import Wiring, connect
 from questlog.services.runtime.settings import Settings
 

@@ -19,7 +19,7 @@ from questlog.events.subjects import events_of_type
 from questlog.projections.due import next_timer
 from questlog.services.processor import processor_spec
 from questlog.services.rules.commands import Enqueue
-from questlog.services.rules.engine import advance, complete_step
+from questlog.services.rules.scheduling import advance, complete_step
 from questlog.services.runtime.consumer import ConsumerSpec, ensure_consumer
 from questlog.services.runtime.metrics import QuestlogMetrics
 from questlog.services.runtime.pulling import Pull

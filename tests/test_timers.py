@@ -11,9 +11,10 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
 
+from questlog.projections.due import Timer
 from questlog.services.runtime.connections import flushed
 from questlog.services.runtime.settings import Settings
-from questlog.services.timers import Timer, TimerScheduler, due_subject, schedule_expression, timer_decoder
+from questlog.services.timers import TimerScheduler, due_subject, schedule_expression, schedule_subject, timer_decoder
 
 
 def test_schedule_expression_is_rfc3339_utc_with_millis() -> None:
@@ -95,7 +96,7 @@ async def test_a_timer_already_acknowledged_is_not_published_again(nc: NATS, pla
         await forgetful.schedule(timer)
 
     seen = await _published(nc, f"timers.schedule.{player_id}", schedule)
-    assert seen == [timer.schedule_subject, moved.schedule_subject] + [timer.schedule_subject] * 4
+    assert seen == [schedule_subject(timer), schedule_subject(moved)] + [schedule_subject(timer)] * 4
 
 
 async def test_the_memory_of_acknowledged_timers_is_bounded(nc: NATS, player_id: str) -> None:
@@ -113,4 +114,4 @@ async def test_the_memory_of_acknowledged_timers_is_bounded(nc: NATS, player_id:
 
     seen = await _published(nc, "timers.schedule", schedule)
     mine = [subject for subject in seen if subject.startswith(f"timers.schedule.{player_id}-")]
-    assert mine == [t.schedule_subject for t in timers] + [timers[0].schedule_subject]
+    assert mine == [schedule_subject(t) for t in timers] + [schedule_subject(timers[0])]

@@ -1,7 +1,7 @@
 """`questlog bench rebuild`: a full projection rebuild against a raw ordered-consumer read of the same log.
 
 The log is written first: each player's events come from the game rules
-themselves (`decide` for enqueues, `engine.catch_up` for what the processor
+themselves (`decide` for enqueues, `scheduling.catch_up` for what the processor
 and reward service would have written: tasks started, steps completed,
 rewards, level-ups), so the rebuild folds the event mix a real log holds.
 Then, on the same server: a raw read (ordered consumer, every message taken,
@@ -28,15 +28,15 @@ from rich.console import Console
 from questlog.events.schema import NewEvent
 from questlog.events.store import EventStore, Position
 from questlog.events.subjects import EVENTS_WILDCARD
-from questlog.projections.player import initial_state
+from questlog.projections.player import fold_new, initial_state
 from questlog.projections.read_models import ReadModels
 from questlog.projections.rebuild import rebuild
 from questlog.services.rules.catalog import Rules, load_rules
 from questlog.services.rules.clock import FixedClock
 from questlog.services.rules.commands import Enqueue
 from questlog.services.rules.decide import decide
-from questlog.services.rules.engine import apply, catch_up
 from questlog.services.rules.errors import RulesError
+from questlog.services.rules.scheduling import catch_up
 
 from .display import Dashboard
 from .procfs import CpuUse, CpuWindow
@@ -76,11 +76,11 @@ def player_log(player_id: str, n: int, rules: Rules, start: datetime) -> list[Ne
             decision = decide(state, enqueue, clock, rules)
         except RulesError:
             break  # e.g. a worn-out tool: this player's log ends here
-        state = apply(state, decision.events, command_id)
+        state = fold_new(state, decision.events, command_id)
         out.extend(decision.events)
         clock.advance(3600)
         for batch in catch_up(state, clock.now(), rules, 1000):
-            state = apply(state, batch)
+            state = fold_new(state, batch)
             out.extend(batch)
         if not decision.events:
             break

@@ -27,6 +27,7 @@ from questlog.events.schema import (
     TaskSpec,
 )
 from questlog.projections.due import pending_reward
+from questlog.projections.player import fold_new
 from questlog.projections.state import PlayerState, QueueConfig
 from questlog.projections.views import config_view, spec_view
 
@@ -47,16 +48,9 @@ from .commands import (
     Reorder,
     Resume,
 )
-from .engine import (
-    apply,
-    gear_problem,
-    level_problem,
-    level_ups,
-    requirement,
-    reward_step,
-    task_step_seconds,
-)
 from .errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
+from .requirements import gear_problem, level_problem, requirement, task_step_seconds
+from .rewards import level_ups, reward_step
 from .rng import stable_id
 
 
@@ -117,7 +111,7 @@ def decide(state: PlayerState, command: Command, clock: Clock, rules: Rules, adm
     s = state
     if not state.created:
         events.extend(player_created(rules, now))
-        s = apply(state, events)
+        s = fold_new(state, events)
     more, extra = handler(s, command, Context(now, rules, admin))
     events.extend(more)
     result: dict[str, Any] = {"version": state.version + len(events), **extra}
@@ -279,7 +273,7 @@ def _cancel(s: PlayerState, c: Cancel, now: datetime, rules: Rules) -> list[NewE
         step = pending_reward(s)
         if step is not None:
             events.extend(reward_step(s, task.task_id, step, rules))  # a done step keeps its reward
-        after = apply(s, events)
+        after = fold_new(s, events)
         assert after.current is not None
         task = after.current
     cancelled = TaskCancelled(task_id=task.task_id, steps_done=task.steps_done, refunded=dict(task.reserved))

@@ -12,7 +12,7 @@ from questlog.services.rules.catalog import Rules, load_catalog
 from questlog.services.rules.clock import FixedClock
 from questlog.services.rules.commands import AdminCommand, Command
 from questlog.services.rules.decide import Decision, decide
-from questlog.services.rules.engine import catch_up
+from questlog.services.rules.scheduling import catch_up
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 CATALOG = load_catalog()

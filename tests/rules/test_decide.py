@@ -89,10 +89,8 @@ def test_expected_version_conflict() -> None:
     with pytest.raises(VersionConflict) as err:
         w.send(Enqueue(command_id="x", activity="harvesting", target="stone", quantity=1, expected_version=1))
     assert err.value.current_version == 2
-    assert (
-        w.send(Enqueue(command_id="y", activity="harvesting", target="stone", quantity=1, expected_version=2)).result["version"]
-        == 3
-    )
+    again = Enqueue(command_id="y", activity="harvesting", target="stone", quantity=1, expected_version=2)
+    assert w.send(again).result["version"] == 3
 
 
 @pytest.mark.parametrize(
@@ -152,7 +150,8 @@ def test_queue_full_and_configure() -> None:
     w.send(Configure(command_id="cfg", max_size=2))
     enqueue(w)
     enqueue(w)
-    assert violation(w, Enqueue(command_id="c", activity="harvesting", target="oak_log", quantity=1)).rule == "queue_full"
+    full = Enqueue(command_id="c", activity="harvesting", target="oak_log", quantity=1)
+    assert violation(w, full).rule == "queue_full"
     with pytest.raises(RuleViolation, match="queue_too_long"):
         w.send(Configure(command_id="small", max_size=1))
     with pytest.raises(InvalidCommand) as err:
@@ -257,7 +256,10 @@ def test_admin_grant_levels_up_and_admin_enqueue_bypasses() -> None:
     assert w.state.skills["combat"].level == 4 and w.state.inventory["iron_bar"] == 3
     with pytest.raises(InvalidCommand):
         w.send(AdminGrant(command_id="g2", player_id="p-1", reason="x", items={"nope": 1}), admin="bob")
-    d = w.send(AdminEnqueue(command_id="ae", player_id="p-1", activity="combat", target="dragon_whelp", quantity=1), admin="bob")
+    d = w.send(
+        AdminEnqueue(command_id="ae", player_id="p-1", activity="combat", target="dragon_whelp", quantity=1),
+        admin="bob",
+    )
     ev = d.events[0].event
     assert isinstance(ev, TaskEnqueued) and ev.admin == "bob"
     assert queue_view(w.state, w.clock.now())["queued"][0]["admin"] == "bob" or w.state.current is not None

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from questlog.projections.due import attention_at, next_timer
 from questlog.services.rules.commands import Configure, Enqueue, Pause
-from questlog.services.rules.engine import advance, complete_step
+from questlog.services.rules.scheduling import advance, complete_step
 
 from . import T0, World
 

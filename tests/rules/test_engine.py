@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from msgspec.structs import replace
 
@@ -21,7 +21,8 @@ from questlog.projections.due import next_timer
 from questlog.projections.player import fold
 from questlog.projections.views import player_view, queue_view
 from questlog.services.rules.commands import AdminEnqueue, AdminGrant, Cancel, Enqueue, Pause, Resume
-from questlog.services.rules.engine import advance, complete_step, retry, settle_step, step_due
+from questlog.services.rules.rewards import settle_step
+from questlog.services.rules.scheduling import advance, complete_step, retry
 
 from . import T0, World
 
@@ -30,6 +31,12 @@ def enqueue(w: World, activity: str, target: str, quantity: int = 1) -> str:
     return w.send(Enqueue(command_id=w.next_id(), activity=activity, target=target, quantity=quantity)).result["task"][
         "task_id"
     ]
+
+
+def step_timer_due(w: World, task: str) -> datetime | None:
+    """When the processor's one timer completes the next step of `task`; None if it holds none."""
+    timer = next_timer(w.state)
+    return timer.due_at if timer is not None and timer.kind == "step" and timer.task_id == task else None
 
 
 def events_of(w: World, cls: type) -> list:
@@ -41,7 +48,7 @@ def test_a_task_runs_step_by_step_on_its_due_times() -> None:
     task = enqueue(w, "harvesting", "oak_log", 3)
     w.run()
     assert w.state.current is not None and w.state.current.task_id == task
-    assert step_due(w.state, task) == T0 + timedelta(seconds=3)
+    assert step_timer_due(w, task) == T0 + timedelta(seconds=3)
     # a timer for the wrong step or attempt, or firing early, is stale
     assert complete_step(w.state, task, 2, 1, T0 + timedelta(seconds=6)) == []
     assert complete_step(w.state, task, 1, 2, T0 + timedelta(seconds=3)) == []
@@ -49,11 +56,11 @@ def test_a_task_runs_step_by_step_on_its_due_times() -> None:
     done = complete_step(w.state, task, 1, 1, T0 + timedelta(seconds=3))
     assert [e.occurred_at for e in done] == [T0 + timedelta(seconds=3)]
     w.record(done, "timer")
-    assert step_due(w.state, task) is None  # step 2 waits for step 1's reward
+    assert step_timer_due(w, task) is None  # step 2 waits for step 1's reward
     rewards = settle_step(w.state, task, 1, w.rules)
     w.record(rewards, "reward")
     assert settle_step(w.state, task, 1, w.rules) == []  # exactly once
-    assert step_due(w.state, task) == T0 + timedelta(seconds=6)
+    assert step_timer_due(w, task) == T0 + timedelta(seconds=6)
     w.run(60)
     assert w.state.current is None
     assert w.state.inventory["oak_log"] == 7
@@ -141,7 +148,7 @@ def test_pause_stops_steps_and_resume_restarts_the_step_clock() -> None:
     assert w.state.current is not None and w.state.current.steps_done == 1
     assert queue_view(w.state, w.clock.now())["current"]["status"] == "paused"
     w.send(Resume(command_id="r"))  # at +105
-    assert step_due(w.state, task) == T0 + timedelta(seconds=108)
+    assert step_timer_due(w, task) == T0 + timedelta(seconds=108)
     w.run(100)
     steps = [r.occurred_at - T0 for r in w.log if r.type == "task.step_completed"]
     assert steps == [timedelta(seconds=s) for s in (3, 108, 111)]
@@ -149,9 +156,7 @@ def test_pause_stops_steps_and_resume_restarts_the_step_clock() -> None:
 
 def test_combat_lost_fights_retry_with_backoff_then_fail() -> None:
     w = World()
-    w.send(
-        AdminEnqueue(command_id="a", player_id="p-1", activity="combat", target="dragon_whelp", quantity=5)
-    )
+    w.send(AdminEnqueue(command_id="a", player_id="p-1", activity="combat", target="dragon_whelp", quantity=5))
     w.run(3600)
     retries = events_of(w, TaskRetryScheduled)
     failed = events_of(w, TaskFailed)
@@ -169,9 +174,7 @@ def test_combat_lost_fights_retry_with_backoff_then_fail() -> None:
 
 def test_retry_timer_checks() -> None:
     w = World()
-    w.send(
-        AdminEnqueue(command_id="a", player_id="p-1", activity="combat", target="dragon_whelp", quantity=5)
-    )
+    w.send(AdminEnqueue(command_id="a", player_id="p-1", activity="combat", target="dragon_whelp", quantity=5))
     for _ in range(200):
         w.run(0.5)
         if w.state.current is not None and w.state.current.status == "retrying":

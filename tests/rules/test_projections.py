@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from msgspec.structs import replace
 
 from questlog.events import codec
 from questlog.events.registry import default_registry
-from questlog.projections.player import UnfoldableEvent, evolve, fold, initial_state
+from questlog.events.schema import NewEvent
+from questlog.projections.player import UnfoldableEvent, evolve, fold, fold_new, initial_state
 from questlog.projections.state import PlayerState
 from questlog.projections.views import player_view, queue_view
 from questlog.services.rules.commands import Enqueue, Pause
@@ -47,6 +49,17 @@ def test_evolve_records_command_ids() -> None:
     assert w.state.commands["a"].task is not None and w.state.commands["a"].task.target == "oak_log"
     assert w.state.last_seq == len(w.log)
     assert not any(cid.startswith("engine:") for cid in w.state.commands)
+
+
+def test_fold_new_folds_as_the_store_records() -> None:
+    """New events folded with their command id give the state of the recorded log, bar
+    the stream sequence only the store assigns."""
+    w = busy_world()
+    state = initial_state("p-1")
+    for r in w.log:
+        state = fold_new(state, [NewEvent(r.event, r.occurred_at)], r.command_id)
+    assert state == replace(w.state, last_seq=0)
+    assert fold_new(w.state, []) == w.state
 
 
 def test_queue_view_shape() -> None:
