@@ -18,6 +18,8 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
+from questlog.services.runtime.spawning import BoundedTasks
+
 from . import jsonrpc
 from .close_codes import CloseCode
 from .deflate import release_compressor
@@ -51,8 +53,7 @@ class Transport:
         # one extra slot, so a flushing close always fits behind what is queued
         self._out: Mailbox[str | _Close] = Mailbox(send_queue_size + 1)
         self._flushing = False
-        self._inflight = asyncio.Semaphore(max_inflight)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._answering = BoundedTasks(max_inflight, "answering a frame")
         self._deflate_idle_s = deflate_idle_s
         self._on_overflow = on_overflow
         self._closing: asyncio.Task[None] | None = None
@@ -64,18 +65,10 @@ class Transport:
             async for msg in self.ws:
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     break
-                await self._inflight.acquire()
-                task = asyncio.create_task(answer(msg.data))  # no local keeps it: it would live as long as the socket
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
+                await self._answering.spawn(answer(msg.data))
         finally:
             writer.cancel()
-            for task in list(self._tasks):
-                task.cancel()
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._inflight.release()
+            self._answering.cancel()
 
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()

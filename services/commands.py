@@ -39,6 +39,7 @@ from questlog.services.rules.decide import decide
 from questlog.services.rules.errors import InvalidCommand, NotFound, RuleViolation, VersionConflict
 from questlog.services.runtime.connections import Wiring, flushed
 from questlog.services.runtime.metrics import QuestlogMetrics
+from questlog.services.runtime.spawning import BoundedTasks
 
 from .contract import protocol
 from .decision_loop import DecisionLoop, TooMuchContention
@@ -230,14 +231,14 @@ async def serve_commands(
         wiring.nc,
         ServiceConfig(name=SERVICE_NAME, version=SERVICE_VERSION, description="questlog player and admin commands"),
     )
-    inflight = Inflight(MAX_INFLIGHT)
+    inflight = BoundedTasks(MAX_INFLIGHT, "answering a command")
     for method in METHODS.values():
         if method.served_by in ("decide", "commands"):
             await service.add_endpoint(
                 EndpointConfig(
                     name=method.name.replace(".", "-"),
                     subject=subject_for(method.name),
-                    handler=inflight.spawning(_endpoint(handler, method.name, metrics)),
+                    handler=_spawning(inflight, _endpoint(handler, method.name, metrics)),
                     metadata={"kind": method.kind, "admin": str(method.admin).lower()},
                 )
             )
@@ -261,33 +262,13 @@ MAX_INFLIGHT = 512
 DRAIN_S = 10.0
 
 
-class Inflight:
-    """Requests being answered concurrently: bounded, and awaited when the service stops."""
+def _spawning(
+    tasks: BoundedTasks, answer: Callable[[MicroRequest], Coroutine[Any, Any, None]]
+) -> Callable[[MicroRequest], Awaitable[None]]:
+    async def on_request(req: MicroRequest) -> None:
+        await tasks.spawn(answer(req))
 
-    def __init__(self, limit: int) -> None:
-        self._gate = asyncio.Semaphore(limit)
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def spawning(
-        self, answer: Callable[[MicroRequest], Coroutine[Any, Any, None]]
-    ) -> Callable[[MicroRequest], Awaitable[None]]:
-        async def on_request(req: MicroRequest) -> None:
-            await self._gate.acquire()
-            task = asyncio.create_task(answer(req))
-            self._tasks.add(task)
-            task.add_done_callback(self._done)
-
-        return on_request
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._gate.release()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("answering a command failed", exc_info=task.exception())
-
-    async def drain(self, timeout: float) -> None:
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+    return on_request
 
 
 def _endpoint(
