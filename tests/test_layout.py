@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import sysconfig
@@ -35,6 +36,37 @@ def test_every_module_of_services_stands_in_a_layer() -> None:
         module = f"questlog.services.{entry.stem}"
         assert module in named, f"{module} is in no layer of pyproject's import contract"
     assert {f"questlog.{p}" for p in ("events", "projections", "gateway")} <= named
+
+
+def _imports_within(package: Path) -> dict[str, set[str]]:
+    """Module -> the sibling modules it imports, counting imports made only for type checking."""
+    names = {p.stem for p in package.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module is not None:
+                module = node.module.rsplit(".", 1)[-1] if node.level or node.module.startswith("questlog.gateway") else ""
+                found |= {module} & names
+                if node.level == 1 and node.module is None:
+                    found |= {a.name for a in node.names} & names
+            if isinstance(node, ast.ImportFrom) and node.module is None and node.level == 1:
+                found |= {a.name for a in node.names} & names
+        graph[path.stem] = found - {path.stem}
+    return graph
+
+
+def test_the_gateway_has_no_import_circle() -> None:
+    graph = _imports_within(ROOT / "gateway")
+    assert graph["session"] >= {"routing", "transport"} and "app" not in set().union(*graph.values()) - {"app"}
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        for imported in graph[module]:
+            assert imported not in path, f"import circle: {' -> '.join((*path, module, imported))}"
+            visit(imported, (*path, module))
+
+    for module in graph:
+        visit(module, ())
 
 
 def test_every_package_is_installed() -> None:
