@@ -336,7 +336,7 @@ class Session:
             raise protocol.forbidden("the new token names another player")
         self.identity = identity
         self._arm_expiry(identity)
-        return {"expires_at": rfc3339_seconds(identity.expires_at)}
+        return {"expires_at": rfc3339(datetime.fromtimestamp(identity.expires_at, UTC))}
 
     def _arm_expiry(self, identity: Identity) -> None:
         if self._expiry is not None:
@@ -373,7 +373,3 @@ class Session:
         except msgspec.DecodeError:
             return
         self.notify("presence.changed", params)
-
-
-def rfc3339_seconds(epoch_s: int) -> str:
-    return rfc3339(datetime.fromtimestamp(epoch_s, UTC))

@@ -16,12 +16,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 
+from questlog.services.contract.protocol import rfc3339
 from questlog.services.runtime.batching import Coalescer
 from questlog.services.runtime.connections import Wiring
 
@@ -147,16 +149,6 @@ class PresenceChanged(msgspec.Struct, frozen=True):
     last_seen: str | None = None
 
 
-def _rfc3339_ms(ms: int) -> str | None:
-    if not ms:
-        return None
-    from datetime import UTC, datetime
-
-    from questlog.services.contract.protocol import rfc3339
-
-    return rfc3339(datetime.fromtimestamp(ms / 1000, UTC))
-
-
 _encoder = msgspec.json.Encoder()
 
 
@@ -226,7 +218,8 @@ class PresenceStore:
 
     @staticmethod
     def _view(player_id: str, online: bool, seen_ms: int) -> PresenceChanged:
-        return PresenceChanged(player_id=player_id, online=online, last_seen=_rfc3339_ms(seen_ms))
+        last_seen = rfc3339(datetime.fromtimestamp(seen_ms / 1000, UTC)) if seen_ms else None
+        return PresenceChanged(player_id=player_id, online=online, last_seen=last_seen)
 
 
 class PlayerLocks:
