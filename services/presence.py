@@ -38,7 +38,7 @@ def _gw_key(player_id: str) -> str:
     return GW_PREFIX + player_id
 
 
-def _seen_key(player_id: str) -> str:
+def _last_seen_key(player_id: str) -> str:
     return SEEN_PREFIX + player_id
 
 
@@ -198,7 +198,9 @@ class PresenceStore:
         gone = 0
         for raw in due:
             player_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-            went, seen = await self._sweep(keys=[_gw_key(player_id), INDEX, _seen_key(player_id)], args=[player_id])
+            went, seen = await self._sweep(
+                keys=[_gw_key(player_id), INDEX, _last_seen_key(player_id)], args=[player_id]
+            )
             if int(went):
                 gone += 1
                 await self._announce(player_id, False, int(seen or 0))
@@ -207,7 +209,7 @@ class PresenceStore:
     async def get(self, player_ids: list[str]) -> list[dict[str, Any]]:
         out = []
         for player_id in player_ids:
-            online, seen = await self._get(keys=[_gw_key(player_id), _seen_key(player_id)])
+            online, seen = await self._get(keys=[_gw_key(player_id), _last_seen_key(player_id)])
             out.append(msgspec.to_builtins(self._view(player_id, bool(int(online)), int(seen or 0))))
         return out
 
