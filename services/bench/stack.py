@@ -248,10 +248,6 @@ class BenchStack:
     def gateway_url(self) -> str:
         return self.gateway_urls[0] if self.gateway_urls else ""
 
-    @property
-    def http_url(self) -> str:
-        return self.http_urls[0] if self.http_urls else ""
-
     def env(self) -> dict[str, str]:
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUESTLOG_")}
