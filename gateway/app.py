@@ -6,8 +6,8 @@ import asyncio
 import logging
 import uuid
 
-import msgspec
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from questlog.projections.read_models import ReadModels
 from questlog.services.contract.command_client import CommandClient
@@ -25,28 +25,10 @@ from .positions import PositionCheck
 from .ratelimit import RateLimiter
 from .routing import Caller, Router
 from .session import GOING_AWAY, TOO_MANY, Session
+from .tallies import GatewayTallies
 from .web import add_web_routes
 
 log = logging.getLogger("questlog.gateway")
-
-
-class Metrics(msgspec.Struct):
-    """This process's own counters for `/metrics`, beside the OpenTelemetry ones
-    (connections, recoveries and rate-limit refusals are OpenTelemetry's)."""
-
-    sessions_total: int = 0
-    requests: int = 0
-    errors: int = 0
-    events_sent: int = 0
-    too_slow: int = 0
-    refused_connections: int = 0
-
-    def render(self, gateway_id: str) -> str:
-        lines = []
-        for name, value in msgspec.structs.asdict(self).items():
-            lines.append(f"# TYPE questlog_gateway_{name} counter")
-            lines.append(f'questlog_gateway_{name}{{gateway="{gateway_id}"}} {value}')
-        return "\n".join(lines) + "\n"
 
 
 class Connections:
@@ -103,7 +85,7 @@ class Gateway:
         self.leases = PresenceLeases(self.presence, self.id, rt.heartbeat_every_s)
         self.inbox = Inbox(wiring.redis, rt.inbox_max)
         self.connections = Connections(rt)
-        self.metrics = Metrics()
+        self.metrics = GatewayTallies(self.id)  # bumped in place: `gw.metrics.requests += 1`
         self.otel = QuestlogMetrics.from_global()  # the OpenTelemetry instruments (services/runtime/metrics.py)
         self.router = Router(self)
         self.draining = False
@@ -143,9 +125,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    text = gw.metrics.render(gw.id) + prometheus_text().decode()
-    return web.Response(text=text, content_type="text/plain")
+    """The process registry: the OpenTelemetry instruments and every gateway's tallies (gateway/tallies.py)."""
+    return web.Response(body=prometheus_text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
