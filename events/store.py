@@ -543,9 +543,8 @@ class EventStore:
         try:
             while True:
                 msg = await sub.next_msg(timeout=None if follow else self._timeout * 6)
-                meta = msg.metadata
-                yield codec.decode(msg.data, self._registry, meta.sequence.stream)
-                if not follow and meta.num_pending == 0:
+                yield self._decode(msg)
+                if not follow and msg.metadata.num_pending == 0:
                     return
         finally:
             await sub.unsubscribe()

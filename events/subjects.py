@@ -39,7 +39,3 @@ def events_of_type(event_type: str) -> str:
 def type_of(subject: str) -> str:
     """The event type of `players.<id>.events.<type>` (a type may hold dots)."""
     return subject.split(".", 3)[3]
-
-
-def player_of(subject: str) -> str:
-    return subject.split(".", 2)[1]

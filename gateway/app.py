@@ -7,6 +7,7 @@ import logging
 import uuid
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from questlog.projections.read_models import ReadModels
 from questlog.services.contract.command_client import CommandClient
@@ -26,7 +27,7 @@ from .positions import PositionCheck
 from .ratelimit import RateLimiter
 from .routing import Caller, Router
 from .session import Session, SessionServices
-from .tallies import Metrics
+from .tallies import GatewayTallies
 from .web import add_web_routes
 
 log = logging.getLogger("questlog.gateway")
@@ -48,7 +49,7 @@ class Gateway:
         self.inbox = Inbox(wiring.redis, rt.inbox_max)
         self.caps = ConnectionCaps(rt)
         self.sessions: set[Session] = set()
-        self.metrics = Metrics()
+        self.metrics = GatewayTallies(self.id)  # bumped in place: `gw.metrics.requests += 1`
         self.otel = QuestlogMetrics.from_global()  # the OpenTelemetry instruments (services/runtime/metrics.py)
         self.draining = False
         self.admission = Admission(
@@ -103,9 +104,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    text = gw.metrics.render(gw.id) + prometheus_text().decode()
-    return web.Response(text=text, content_type="text/plain")
+    """The process registry: the OpenTelemetry instruments and every gateway's tallies (gateway/tallies.py)."""
+    return web.Response(body=prometheus_text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

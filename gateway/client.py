@@ -142,12 +142,6 @@ class QuestlogClient:
         assert self._ws is not None
         await self._ws.send_str(_encode({"jsonrpc": "2.0", "method": method, "params": params or {}}))
 
-    async def send_raw(self, text: str) -> None:
-        """A frame as is (tests of framing); answers arrive through `raw_answers`."""
-        await self.connected.wait()
-        assert self._ws is not None
-        await self._ws.send_str(text)
-
     async def _call_on(
         self, ws: aiohttp.ClientWebSocketResponse | None, method: str, params: dict[str, Any] | None, timeout: float
     ) -> Any:

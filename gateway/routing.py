@@ -34,7 +34,7 @@ from .auth import Identity
 from .openrpc import openrpc_document
 from .ratelimit import Bucket, Claim, RateLimiter
 from .recovery import Query
-from .tallies import Metrics
+from .tallies import GatewayTallies
 
 _tracer = trace.get_tracer("questlog.gateway")
 log = logging.getLogger("questlog.gateway")
@@ -74,7 +74,7 @@ class Router:
         rt: RealtimeSettings,
         presence: PresenceStore,
         inbox: Inbox,
-        tallies: Metrics,
+        tallies: GatewayTallies,
         otel: QuestlogMetrics,
     ) -> None:
         self._commands = commands

@@ -42,7 +42,7 @@ from .progress import METHOD as PROGRESS
 from .progress import ProgressTracker
 from .recovery import recover
 from .routing import Caller, Router
-from .tallies import Metrics
+from .tallies import GatewayTallies
 from .transport import Transport
 
 log = logging.getLogger("questlog.gateway.session")
@@ -61,7 +61,7 @@ class SessionServices:
     store: EventStore
     rt: RealtimeSettings
     replay_limit: int
-    tallies: Metrics
+    tallies: GatewayTallies
     otel: QuestlogMetrics
 
 
@@ -271,7 +271,7 @@ class Session:
             raise protocol.forbidden("the new token names another player")
         self.identity = identity
         self._arm_expiry(identity)
-        return {"expires_at": rfc3339_seconds(identity.expires_at)}
+        return {"expires_at": rfc3339(datetime.fromtimestamp(identity.expires_at, UTC))}
 
     def _arm_expiry(self, identity: Identity) -> None:
         if self._expiry is not None:
@@ -308,7 +308,3 @@ class Session:
         except msgspec.DecodeError:
             return
         self.notify("presence.changed", params)
-
-
-def rfc3339_seconds(epoch_s: int) -> str:
-    return rfc3339(datetime.fromtimestamp(epoch_s, UTC))

@@ -249,7 +249,7 @@ async def serve_commands(
         await stop.wait()
     finally:
         await service.stop()
-        await inflight.drain(DRAIN_S)
+        await inflight.drain(INFLIGHT_DRAIN_S)
         with contextlib.suppress(Exception):  # the connection may be closing already
             await warm.unsubscribe()
 
@@ -259,7 +259,7 @@ async def serve_commands(
 # many players wait. Each request is answered in its own task instead, at
 # most MAX_INFLIGHT at once (beyond that the subscription's buffer waits).
 MAX_INFLIGHT = 512
-DRAIN_S = 10.0
+INFLIGHT_DRAIN_S = 10.0
 
 
 def _spawning(

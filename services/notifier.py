@@ -77,7 +77,7 @@ def unread_key(player_id: str) -> str:
     return f"inbox:unread:{player_id}"
 
 
-def _seen_key(player_id: str) -> str:
+def _seen_seqs_key(player_id: str) -> str:
     return f"inbox:seen:{player_id}"
 
 
@@ -116,7 +116,7 @@ class Inbox:
 
     async def push(self, player_id: str, note: Notification) -> bool:
         stored = await self._push(
-            keys=[inbox_key(player_id), unread_key(player_id), _seen_key(player_id)],
+            keys=[inbox_key(player_id), unread_key(player_id), _seen_seqs_key(player_id)],
             args=[note.seq, _encoder.encode(note), self._max, SEEN_KEEP],
         )
         return bool(int(stored))

@@ -16,12 +16,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 
+from questlog.services.contract.protocol import rfc3339
 from questlog.services.runtime.batching import Coalescer
 from questlog.services.runtime.connections import Wiring
 
@@ -36,7 +38,7 @@ def _gw_key(player_id: str) -> str:
     return GW_PREFIX + player_id
 
 
-def _seen_key(player_id: str) -> str:
+def _last_seen_key(player_id: str) -> str:
     return SEEN_PREFIX + player_id
 
 
@@ -147,16 +149,6 @@ class PresenceChanged(msgspec.Struct, frozen=True):
     last_seen: str | None = None
 
 
-def _rfc3339_ms(ms: int) -> str | None:
-    if not ms:
-        return None
-    from datetime import UTC, datetime
-
-    from questlog.services.contract.protocol import rfc3339
-
-    return rfc3339(datetime.fromtimestamp(ms / 1000, UTC))
-
-
 _encoder = msgspec.json.Encoder()
 
 
@@ -206,7 +198,9 @@ class PresenceStore:
         gone = 0
         for raw in due:
             player_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-            went, seen = await self._sweep(keys=[_gw_key(player_id), INDEX, _seen_key(player_id)], args=[player_id])
+            went, seen = await self._sweep(
+                keys=[_gw_key(player_id), INDEX, _last_seen_key(player_id)], args=[player_id]
+            )
             if int(went):
                 gone += 1
                 await self._announce(player_id, False, int(seen or 0))
@@ -215,7 +209,7 @@ class PresenceStore:
     async def get(self, player_ids: list[str]) -> list[dict[str, Any]]:
         out = []
         for player_id in player_ids:
-            online, seen = await self._get(keys=[_gw_key(player_id), _seen_key(player_id)])
+            online, seen = await self._get(keys=[_gw_key(player_id), _last_seen_key(player_id)])
             out.append(msgspec.to_builtins(self._view(player_id, bool(int(online)), int(seen or 0))))
         return out
 
@@ -226,7 +220,8 @@ class PresenceStore:
 
     @staticmethod
     def _view(player_id: str, online: bool, seen_ms: int) -> PresenceChanged:
-        return PresenceChanged(player_id=player_id, online=online, last_seen=_rfc3339_ms(seen_ms))
+        last_seen = rfc3339(datetime.fromtimestamp(seen_ms / 1000, UTC)) if seen_ms else None
+        return PresenceChanged(player_id=player_id, online=online, last_seen=last_seen)
 
 
 class PlayerLocks:

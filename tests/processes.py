@@ -1,59 +1,15 @@
-"""Services as real subprocesses (`questlog run <service>`), for crash tests."""
+"""What crash tests ask of services run as real subprocesses (services/bench/stack.py: ServiceProcess)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
-from pathlib import Path
 
 import aiohttp
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from questlog.services.runtime.embedded import free_port
-
-QUESTLOG = str(Path(sys.executable).parent / "questlog")
-
-
-class ServiceProcess:
-    def __init__(self, service: str, env: dict[str, str], log_dir: Path) -> None:
-        self.service, self.env, self.log_dir = service, env, log_dir
-        self.proc: asyncio.subprocess.Process | None = None
-        self.starts = 0
-        self.health_port = 0  # where `/readyz` answers (QUESTLOG_METRICS_PORT; the gateway's own port)
-
-    async def start(self) -> ServiceProcess:
-        self.starts += 1
-        log = (self.log_dir / f"{self.service}-{id(self)}-{self.starts}.log").open("wb")
-        env = dict(self.env)
-        if self.service != "gateway":
-            self.health_port = free_port()
-            env["QUESTLOG_METRICS_PORT"] = str(self.health_port)
-        else:
-            self.health_port = int(env.get("QUESTLOG_HTTP_PORT", "8080"))
-        self.proc = await asyncio.create_subprocess_exec(
-            QUESTLOG, "run", self.service, env=env, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL
-        )
-        return self
-
-    async def ready(self, timeout: float = 60.0) -> ServiceProcess:
-        """Until the service says it serves (its consumers exist and pull); fails if it exits."""
-        await http_ready(f"http://127.0.0.1:{self.health_port}", self, timeout)
-        return self
-
-    async def kill9(self) -> None:
-        assert self.proc
-        if self.proc.returncode is None:
-            self.proc.kill()
-        await self.proc.wait()
-
-    async def stop(self) -> int:
-        assert self.proc
-        if self.proc.returncode is None:
-            self.proc.terminate()
-        async with asyncio.timeout(30):
-            return await self.proc.wait()
+from questlog.services.bench.stack import ServiceProcess
 
 
 async def held_messages(nc: NATS, durables: list[tuple[str, str]], timeout: float = 30.0) -> bool:
@@ -78,24 +34,6 @@ async def metric(proc: ServiceProcess, name: str) -> float:
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{proc.health_port}/metrics") as r:
         text = await r.text()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
-
-
-async def http_ready(base: str, proc: ServiceProcess | None = None, timeout: float = 30.0) -> None:
-    """Until `<base>/readyz` answers 200 (polled: a process start has no event to await).
-
-    With `proc`, fails at once, naming its log, if that process exits meanwhile.
-    """
-    async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
-        while True:
-            if proc is not None and proc.proc is not None and proc.proc.returncode is not None:
-                raise AssertionError(f"{proc.service} exited with {proc.proc.returncode}; logs in {proc.log_dir}")
-            try:
-                async with http.get(f"{base}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
 
 
 def service_env(nats_url: str, redis_url: str, **extra: str) -> dict[str, str]:

@@ -16,9 +16,10 @@ import pytest
 
 from questlog.events.schema import Recorded
 from questlog.events.store import EventStore
+from questlog.services.bench.stack import ServiceProcess
 from questlog.services.contract.command_client import Actor, CommandClient
 
-from .processes import ServiceProcess, held_messages, metric
+from .processes import held_messages, metric
 from .stacks import commands_ready, drained, private_stack
 from .watch import queue_idle, until
 
@@ -43,9 +44,10 @@ async def test_kill_9_processors_and_rewards_loses_nothing_and_grants_once(tmp_p
     players = [f"crash-{i:03d}" for i in range(200)]
     targets = ["oak_log", "stone", "copper_ore", "trout"]
     async with private_stack(tmp_path) as (settings, nc, env):
-        commands = await ServiceProcess("commands", env, tmp_path).start()
+        commands = await ServiceProcess("commands", env, tmp_path, health=True).start()
         workers = [
-            await ServiceProcess(s, env, tmp_path).start() for s in ("processor", "processor", "reward", "reward")
+            await ServiceProcess(s, env, tmp_path, i % 2, health=True).start()
+            for i, s in enumerate(("processor", "processor", "reward", "reward"))
         ]
         await commands_ready(nc)
         for w in workers:
@@ -114,9 +116,9 @@ async def test_kill_9_processors_and_rewards_loses_nothing_and_grants_once(tmp_p
 async def run_scenario(tmp: Path, player_id: str, outage_s: float) -> list[Recorded]:
     """Queue three tasks with auto start off, switch it on; the processor is down for `outage_s`."""
     async with private_stack(tmp) as (settings, nc, env):
-        commands = await ServiceProcess("commands", env, tmp).start()
-        reward = await ServiceProcess("reward", env, tmp).start()
-        processor = ServiceProcess("processor", env, tmp)
+        commands = await ServiceProcess("commands", env, tmp, health=True).start()
+        reward = await ServiceProcess("reward", env, tmp, health=True).start()
+        processor = ServiceProcess("processor", env, tmp, health=True)
         if outage_s == 0:
             await processor.start()
         await commands_ready(nc)

@@ -45,13 +45,12 @@ def _imports_within(package: Path) -> dict[str, set[str]]:
     for path in package.glob("*.py"):
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module is not None:
-                module = node.module.rsplit(".", 1)[-1] if node.level or node.module.startswith("questlog.gateway") else ""
-                found |= {module} & names
-                if node.level == 1 and node.module is None:
-                    found |= {a.name for a in node.names} & names
-            if isinstance(node, ast.ImportFrom) and node.module is None and node.level == 1:
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.module is None:  # from . import jsonrpc
                 found |= {a.name for a in node.names} & names
+            elif node.level or node.module.startswith("questlog.gateway."):
+                found |= {node.module.rsplit(".", 1)[-1]} & names
         graph[path.stem] = found - {path.stem}
     return graph
 

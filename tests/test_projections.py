@@ -13,9 +13,10 @@ from nats.aio.client import Client as NATS
 from questlog.events.store import EventStore
 from questlog.projections.read_models import NAMES, ReadModels
 from questlog.projections.rebuild import rebuild, rebuild_player
+from questlog.services.bench.stack import ServiceProcess
 from questlog.services.contract.command_client import Actor, CommandClient
 
-from .processes import ServiceProcess, held_messages, metric
+from .processes import held_messages, metric
 from .stacks import drained, in_process, private_stack
 
 pytestmark = pytest.mark.slow
@@ -81,7 +82,7 @@ async def test_flushall_and_rebuild_is_byte_identical_to_live(tmp_path: Path) ->
 async def test_killing_the_projector_mid_stream_converges(tmp_path: Path) -> None:
     players = [f"kill-{i:03d}" for i in range(120)]
     async with private_stack(tmp_path) as (settings, nc, env):
-        projector = await (await ServiceProcess("projector", env, tmp_path).start()).ready()
+        projector = await (await ServiceProcess("projector", env, tmp_path, health=True).start()).ready()
         async with in_process(settings, ("commands", "processor", "reward")) as wiring:
             run = asyncio.create_task(workload(nc, players, quantity=3))
             # kill -9 the projector while it holds events it has not acknowledged, a few times

@@ -43,13 +43,14 @@ from questlog.events.subjects import live_player_events
 from questlog.gateway.auth import issue_token
 from questlog.gateway.client import ConnectionLost, QuestlogClient
 from questlog.services.bench.checks import LogCheck, check_acknowledged, check_player
+from questlog.services.bench.stack import ServiceProcess
 from questlog.services.cli.roster import services
 from questlog.services.contract.protocol import INTERNAL_ERROR, RATE_LIMITED, RpcError
 from questlog.services.runtime.embedded import free_port
 from questlog.services.runtime.settings import Settings, load_settings
 
 from .cluster import Cluster, all_current, leader_of, move_leader, stream_info, until
-from .processes import ServiceProcess, service_env
+from .processes import service_env
 from .servers import local_redis
 from .watch import queue_idle
 
@@ -72,11 +73,7 @@ class Service(ServiceProcess):
         self.http_port = free_port() if service == "gateway" else 0
         if self.http_port:
             env = {**env, "QUESTLOG_HTTP_PORT": str(self.http_port)}
-        super().__init__(service, env, log_dir)
-
-    @property
-    def log_path(self) -> Path:  # as ServiceProcess names it
-        return self.log_dir / f"{self.service}-{id(self)}-{self.starts}.log"
+        super().__init__(service, env, log_dir, health=True)
 
     async def ready(self, timeout: float = 90.0) -> Service:
         try:
@@ -131,15 +128,8 @@ class System:
         await leader_of(self.js, self.events)
 
     async def stop(self) -> None:
-        async def one(p: Service) -> None:
-            if p.proc is None:
-                return
-            try:
-                await p.stop()
-            except TimeoutError:
-                await p.kill9()
-
-        await asyncio.gather(*(one(p) for p in self.procs), return_exceptions=True)
+        # SIGKILL for whatever has not exited 30 s after SIGTERM
+        await asyncio.gather(*(p.stop(30) for p in self.procs), return_exceptions=True)
         if self.nc is not None:
             with suppress(Exception):
                 await asyncio.wait_for(self.nc.close(), 5)

@@ -8,9 +8,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from questlog.services.bench.stack import ServiceProcess
 from questlog.services.runtime.embedded import free_port, nats_server
 
-from .processes import ServiceProcess, service_env
+from .processes import service_env
 from .servers import local_redis
 
 pytestmark = pytest.mark.slow
@@ -25,7 +26,7 @@ async def test_a_service_started_before_nats_waits_and_then_serves(tmp_path: Pat
     nats_port = free_port()
     async with local_redis(tmp_path) as redis:
         env = service_env(f"nats://127.0.0.1:{nats_port}", redis.url, QUESTLOG_LOG_LEVEL="INFO")
-        reward = await ServiceProcess("reward", env, tmp_path).start()
+        reward = await ServiceProcess("reward", env, tmp_path, health=True).start()
         log = next(tmp_path.glob("reward-*.log"))
 
         async def said_it_waits() -> bool:

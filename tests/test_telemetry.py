@@ -30,6 +30,7 @@ from questlog.events.errors import ConcurrencyConflict
 from questlog.events.schema import NewEvent, QueuePaused, QueueResumed
 from questlog.events.store import EventStore, Position
 from questlog.events.subjects import player_events
+from questlog.gateway.tallies import COUNTERS, GatewayTallies
 from questlog.services.runtime.consumer import ConsumerSpec, run_consumer
 from questlog.services.runtime.embedded import free_port
 from questlog.services.runtime.settings import Settings
@@ -165,6 +166,29 @@ def test_gateway_figures_have_their_names() -> None:
     assert sample(t, "questlog_gateway_recoveries_total", recovered="false") == 1
     assert sample(t, "questlog_gateway_events_replayed_total") == 7
     assert sample(t, "questlog_gateway_rate_limited_total", scope="method") == 1
+
+
+def test_gateway_tallies_are_counters_on_the_exporters_registry() -> None:
+    """The gateway's own counters, read at collection time on the registry the OpenTelemetry
+    exporter writes to: one exposition, `_total` names, HELP text, a `gateway` label."""
+    t = private()
+    t.metrics.connection_opened()
+    tallies = GatewayTallies("gw-test", t.registry)
+    tallies.requests += 3
+    tallies.too_slow += 1
+    assert sample(t, "questlog_gateway_requests_total", gateway="gw-test") == 3
+    assert sample(t, "questlog_gateway_too_slow_total", gateway="gw-test") == 1
+    tallies.requests += 1
+    assert sample(t, "questlog_gateway_requests_total", gateway="gw-test") == 4, "read when collected"
+    assert sample(t, "questlog_gateway_connections") == 1, "beside the OpenTelemetry instruments"
+    text = t.prometheus_text().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in COUNTERS:
+        family = families[f"questlog_gateway_{name.removesuffix('_total')}"]
+        assert family.type == "counter" and family.documentation, name
+        assert f"questlog_gateway_{name.removesuffix('_total')}_total{{" in text
+    kinds = [line for line in text.splitlines() if line.startswith("# TYPE")]
+    assert len(kinds) == len(set(kinds)), "no metric family twice"
 
 
 async def test_metrics_port_serves_the_exposition() -> None:

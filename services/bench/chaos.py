@@ -29,7 +29,7 @@ from questlog.events.store import EventStore
 from .checks import LogCheck, check_acknowledged, check_player, check_received
 from .display import Dashboard
 from .load import SERVICES, delivery, drive, latency_table, new_players
-from .players import LoadPlayer, Tally, connect_all
+from .players import LoadPlayer, RunOutcomes, connect_all
 from .results import BenchResult
 from .stack import BenchStack, ServiceProcess
 from .stats import LatencySummary
@@ -111,7 +111,7 @@ async def settle(store: EventStore, players: list[LoadPlayer], dash: Dashboard) 
 async def run_chaos(
     result: BenchResult, console: Console, *, players: int, rate: float, duration: float, seed: int
 ) -> None:
-    tally = Tally()
+    tally = RunOutcomes()
     kills: Counter[str] = Counter()
     run = f"ch-{uuid.uuid4().hex[:6]}"
     rng = random.Random(seed)

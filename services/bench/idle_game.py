@@ -52,7 +52,7 @@ from .append import Side, raw_writer
 from .checks import LogCheck, check_acknowledged, check_player, check_received
 from .display import Dashboard
 from .load import SERVICES, latency_table
-from .players import LoadPlayer, Tally, connect_all
+from .players import LoadPlayer, RunOutcomes, connect_all
 from .procfs import CpuUse, CpuWindow
 from .results import BenchResult, Target, at_least, at_most
 from .stack import BenchStack
@@ -319,7 +319,7 @@ def new_players(stack: BenchStack, n: int, run: str, first: int = 0) -> list[Idl
             f"{run}-{i:05d}",
             stack.gateway_url,
             issue_token(stack.settings, f"{run}-{i:05d}", ttl_s=6 * 3600),
-            Tally(),
+            RunOutcomes(),
         )
         for i in range(first, first + n)
     ]
@@ -360,8 +360,8 @@ def _system_cpu_seconds(usage: list[CpuUse], seconds: float) -> float:
 
 async def measure(
     meter: Meter, players: list[IdlePlayer], seconds: float, dash: Dashboard, label: str
-) -> tuple[Window, Tally]:
-    tally = Tally()
+) -> tuple[Window, RunOutcomes]:
+    tally = RunOutcomes()
     for p in players:
         p.tally = tally
     stored = StoredTimes(meter.nc)
@@ -695,7 +695,7 @@ async def watch_recovery(players: list[IdlePlayer], p99_before_ms: float, dash: 
     task = dash.phase(f"after the overload: until p99 <= {limit:.0f} ms", 30)
     t0 = time.perf_counter()
     while (elapsed := time.perf_counter() - t0) < 30:
-        tally = Tally()
+        tally = RunOutcomes()
         for p in players:
             p.tally = tally
         await asyncio.sleep(SLICE_S)  # one slice of time, measured by the clock

@@ -24,7 +24,7 @@ from rich.console import Console
 from questlog.gateway.auth import issue_token
 
 from .display import Dashboard
-from .players import LoadPlayer, Tally, connect_all
+from .players import LoadPlayer, RunOutcomes, connect_all
 from .procfs import CpuUse, CpuWindow, rss_kb
 from .results import BenchResult, Target, at_most
 from .stack import BenchStack
@@ -74,7 +74,7 @@ class IdleFigures(msgspec.Struct, kw_only=True):
 
 
 def new_players(
-    stack: BenchStack, n: int, tally: Tally, run: str, *, resume_epoch: str | None = None
+    stack: BenchStack, n: int, tally: RunOutcomes, run: str, *, resume_epoch: str | None = None
 ) -> list[LoadPlayer]:
     settings = stack.settings
     return [
@@ -108,7 +108,7 @@ def delivery(players: list[LoadPlayer], stored: StoredTimes) -> tuple[LatencySum
     return lat.summary(), unmatched
 
 
-def latency_table(tally: Tally) -> dict[str, LatencySummary]:
+def latency_table(tally: RunOutcomes) -> dict[str, LatencySummary]:
     out = {m: lat.summary() for m, lat in sorted(tally.latency.items())}
     every = Latencies()
     for lat in tally.latency.values():
@@ -118,7 +118,7 @@ def latency_table(tally: Tally) -> dict[str, LatencySummary]:
 
 
 async def drive(
-    dash: Dashboard, players: list[LoadPlayer], tally: Tally, rate: float, duration: float, seed: int
+    dash: Dashboard, players: list[LoadPlayer], tally: RunOutcomes, rate: float, duration: float, seed: int
 ) -> float:
     """Every player plays for `duration`; the wall time it really took (the last answers included)."""
     loop = asyncio.get_running_loop()
@@ -154,7 +154,7 @@ async def drive(
 async def run_load(
     result: BenchResult, console: Console, *, players: int, rate: float, duration: float, seed: int
 ) -> None:
-    tally = Tally()
+    tally = RunOutcomes()
     run = f"ld-{uuid.uuid4().hex[:6]}"
     async with BenchStack(SERVICES, gateway=True) as stack:
         assert stack.gateway is not None and stack.nc is not None
@@ -253,7 +253,7 @@ async def run_idle(
     if not deflate:
         await _run_idle_raw(result, console, connections=connections, hold_s=hold_s)
         return
-    tally = Tally()
+    tally = RunOutcomes()
     run = f"idle-{uuid.uuid4().hex[:6]}"
     async with BenchStack(("commands", "presence"), gateway=True) as stack:
         assert stack.gateway is not None and stack.nc is not None

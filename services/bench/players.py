@@ -52,7 +52,7 @@ class Received:
         self.types[v] = str(params.get("type"))
 
 
-class Tally:
+class RunOutcomes:
     """Shared counters of every player of a run: latencies per method, errors, lateness."""
 
     def __init__(self) -> None:
@@ -86,7 +86,9 @@ def mix(i: int) -> tuple[str, dict[str, Any]]:
 
 
 class LoadPlayer:
-    def __init__(self, player_id: str, url: str, token: str, tally: Tally, *, resume_epoch: str | None = None) -> None:
+    def __init__(
+        self, player_id: str, url: str, token: str, tally: RunOutcomes, *, resume_epoch: str | None = None
+    ) -> None:
         self.player_id = player_id
         self.tally = tally
         self.client = BenchClient(

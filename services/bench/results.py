@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 
+from questlog.projections.views import iso
+
 from .procfs import Machine, load_average, machine
 
 DEFAULT_DIR = "bench-results"
@@ -46,7 +48,7 @@ class BenchResult(msgspec.Struct, kw_only=True):
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
 
 
 def new_result(scenario: str, command: str, parameters: dict[str, Any]) -> BenchResult:

@@ -55,13 +55,20 @@ class ServiceProcess:
     """One `questlog run <service>`: started, killed with SIGKILL, restarted, stopped with SIGTERM.
 
     `service` may name several, comma-separated: one worker process running them all.
+    With `health`, a service other than the gateway gets a free QUESTLOG_METRICS_PORT at
+    each start, so its `/readyz` and `/metrics` answer on `health_port` as the gateway's
+    do on its HTTP port.
     """
 
-    def __init__(self, service: str, env: dict[str, str], log_dir: Path, index: int = 0) -> None:
+    def __init__(
+        self, service: str, env: dict[str, str], log_dir: Path, index: int = 0, *, health: bool = False
+    ) -> None:
         self.service, self.env, self.log_dir, self.index = service, env, log_dir, index
+        self.health = health
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.kills = 0
+        self.health_port = 0  # where `/readyz` answers: the metrics port, or the gateway's own
 
     @property
     def name(self) -> str:
@@ -82,12 +89,18 @@ class ServiceProcess:
 
     async def start(self) -> ServiceProcess:
         self.starts += 1
+        env = self.env
+        if self.service == "gateway":
+            self.health_port = int(env.get("QUESTLOG_HTTP_PORT", "8080"))
+        elif self.health:
+            self.health_port = free_port()
+            env = {**env, "QUESTLOG_METRICS_PORT": str(self.health_port)}
         with self.log_path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 QUESTLOG,
                 "run",
                 self.service,
-                env=self.env,
+                env=env,
                 stdout=log,
                 stderr=log,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -101,23 +114,49 @@ class ServiceProcess:
         if self.proc is not None:
             await self.proc.wait()
 
-    async def stop(self, timeout: float = 15.0) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.terminate()
-        try:
-            await asyncio.wait_for(self.proc.wait(), timeout)
-        except TimeoutError:
+    async def ready(self, timeout: float = 60.0) -> ServiceProcess:
+        """Until the process says it serves (`/readyz` on `health_port`); fails if it exits."""
+        await http_ready(f"http://127.0.0.1:{self.health_port}", self, timeout)
+        return self
+
+    async def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, SIGKILL after `timeout`; the exit status (None: never started)."""
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            await self.proc.wait()
+                self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+        return self.proc.returncode
 
     def tail(self, lines: int = 5) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+async def http_ready(base: str, proc: ServiceProcess | None = None, timeout: float = 30.0) -> None:
+    """Until `<base>/readyz` answers 200 (polled: a process start has no event to await).
+
+    With `proc`, fails at once, naming its log, if that process exits meanwhile.
+    """
+    async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
+        while True:
+            if proc is not None and proc.proc is not None and proc.proc.returncode is not None:
+                raise StackError(f"{proc.name} exited with {proc.proc.returncode}: {proc.tail()} (log {proc.log_path})")
+            try:
+                async with http.get(f"{base}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
 
 
 class BenchStack:
@@ -208,10 +247,6 @@ class BenchStack:
     @property
     def gateway_url(self) -> str:
         return self.gateway_urls[0] if self.gateway_urls else ""
-
-    @property
-    def http_url(self) -> str:
-        return self.http_urls[0] if self.http_urls else ""
 
     def env(self) -> dict[str, str]:
         s = self.settings

@@ -37,7 +37,7 @@ _BY_PROVIDER: weakref.WeakKeyDictionary[MeterProvider, QuestlogMetrics] = weakre
 _global: QuestlogMetrics | None = None  # mirrors OTel's own global provider: see `from_global`
 
 
-class Tally:
+class CountsByAttributes:
     """Running totals by attribute values; an observable counter reports them."""
 
     def __init__(self, *keys: str) -> None:
@@ -86,7 +86,7 @@ class LatencyTally:
             yield Observation(total, {"outcome": outcome})
 
 
-def _observed(meter: Meter, name: str, tally: Tally, unit: str, description: str) -> None:
+def _observed(meter: Meter, name: str, tally: CountsByAttributes, unit: str, description: str) -> None:
     meter.create_observable_counter(name, callbacks=[tally.observe], unit=unit, description=description)
 
 
@@ -97,7 +97,7 @@ class QuestlogMetrics:
     """
 
     def __init__(self, meter: Meter) -> None:
-        self.commands = Tally("method", "outcome")
+        self.commands = CountsByAttributes("method", "outcome")
         _observed(meter, "questlog.commands", self.commands, "{command}", "Commands handled, by method and outcome")
         self.command_duration = meter.create_histogram(
             "questlog.command.duration",
@@ -105,7 +105,7 @@ class QuestlogMetrics:
             description="Time to handle a command, by method and outcome",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
-        self.events_appended = Tally("type")
+        self.events_appended = CountsByAttributes("type")
         _observed(
             meter, "questlog.events.appended", self.events_appended, "{event}", "Events stored in the log, by type"
         )
@@ -128,7 +128,7 @@ class QuestlogMetrics:
             unit="{append}",
             description="Appends that took at most `le` seconds, by outcome: the buckets of a latency histogram",
         )
-        self.consumer_messages = Tally("consumer", "outcome")
+        self.consumer_messages = CountsByAttributes("consumer", "outcome")
         _observed(
             meter,
             "questlog.consumer.messages",
@@ -136,7 +136,7 @@ class QuestlogMetrics:
             "{message}",
             "Messages a durable consumer took, by outcome (handled, failed, dead_lettered)",
         )
-        self.redelivered = Tally("consumer")
+        self.redelivered = CountsByAttributes("consumer")
         _observed(
             meter,
             "questlog.consumer.redelivered",
@@ -153,14 +153,14 @@ class QuestlogMetrics:
             description="Messages in the stream not yet delivered to the durable consumer (num_pending)",
         )
         # The gateway's are tallies too: a reconnect storm bumps three per hello.
-        self.connections = Tally()
+        self.connections = CountsByAttributes()
         meter.create_observable_up_down_counter(
             "questlog.gateway.connections",
             callbacks=[self.connections.observe],
             unit="{connection}",
             description="Open WebSocket connections",
         )
-        self.recoveries = Tally("recovered")
+        self.recoveries = CountsByAttributes("recovered")
         _observed(
             meter,
             "questlog.gateway.recoveries",
@@ -168,7 +168,7 @@ class QuestlogMetrics:
             "{session}",
             "session.hello calls with resume, by whether the client's position was recovered",
         )
-        self.events_replayed = Tally()
+        self.events_replayed = CountsByAttributes()
         _observed(
             meter,
             "questlog.gateway.events_replayed",
@@ -176,7 +176,7 @@ class QuestlogMetrics:
             "{event}",
             "Events sent to clients to recover what they missed",
         )
-        self.stuck = Tally("moved")
+        self.stuck = CountsByAttributes("moved")
         _observed(
             meter,
             "questlog.sweep.stuck",
@@ -184,7 +184,7 @@ class QuestlogMetrics:
             "{player}",
             "Queues the stuck-queue sweep found overdue, by whether catching up moved them",
         )
-        self.rate_limited = Tally("scope")
+        self.rate_limited = CountsByAttributes("scope")
         _observed(
             meter, "questlog.gateway.rate_limited", self.rate_limited, "{request}", "Requests refused by a rate limit"
         )

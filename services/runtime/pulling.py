@@ -32,7 +32,7 @@ _encoder = msgspec.json.Encoder()
 _HEARTBEAT = "100"
 _QUIET = ("404", "408")
 
-DRAIN_S = 2.0  # how long a stopping consumer waits for what is on the wire (nats-py's flush waits 10 s)
+WIRE_DRAIN_S = 2.0  # how long a stopping consumer waits for what is on the wire (nats-py's flush waits 10 s)
 
 
 class PullRefused(Exception):
@@ -125,7 +125,7 @@ class Pull:
             try:
                 if not self._nc.is_connected:
                     raise ConnectionError("not connected")
-                await asyncio.wait_for(sub.drain(), DRAIN_S)  # type: ignore[no-untyped-call]  # unannotated in nats-py
+                await asyncio.wait_for(sub.drain(), WIRE_DRAIN_S)  # type: ignore[no-untyped-call]  # unannotated in nats-py
             except Exception:  # reconnecting, closing or slow: what came is all there is
                 log.debug("could not drain the pull subscription", extra={"consumer": self._durable}, exc_info=True)
                 with contextlib.suppress(Exception):

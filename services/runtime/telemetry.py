@@ -184,11 +184,6 @@ def prometheus_text(registry: CollectorRegistry = REGISTRY) -> bytes:
     return generate_latest(registry)
 
 
-async def metrics_endpoint(request: web.Request) -> web.Response:
-    """aiohttp handler for `GET /metrics` on the process's registry."""
-    return web.Response(body=prometheus_text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 async def serve_metrics(
     host: str, port: int, registry: CollectorRegistry = REGISTRY, *, ready: Callable[[], bool] | None = None
 ) -> web.AppRunner:

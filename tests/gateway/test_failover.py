@@ -12,10 +12,11 @@ import pytest
 
 from questlog.events.schema import NewEvent, QueuePaused
 from questlog.gateway.client import QuestlogClient
+from questlog.services.bench.stack import ServiceProcess, http_ready
 from questlog.services.presence import changed_subject, run_sweeper
 from questlog.services.runtime.embedded import free_port
 
-from ..processes import ServiceProcess, http_ready, service_env
+from ..processes import service_env
 from .conftest import RawSocket
 
 TTL_S = 1.5
@@ -49,6 +50,7 @@ async def test_kill_9_of_a_gateway_moves_the_client_gap_free_and_presence_follow
                 QUESTLOG_GATEWAY_ID=f"gw{i}-{uuid.uuid4().hex[:6]}",
             ),
             tmp_path,
+            i,
         ).start()
         for i, port in enumerate(ports)
     ]

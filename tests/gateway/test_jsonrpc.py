@@ -120,14 +120,14 @@ async def test_health_readiness_and_metrics(gateway, http: aiohttp.ClientSession
     async with http.get(f"{gateway.base}/readyz") as resp:
         assert resp.status == 200 and (await resp.json())["status"] == "ok"
     async with http.get(f"{gateway.base}/metrics") as resp:
-        assert "questlog_gateway_requests" in await resp.text()
+        assert "questlog_gateway_requests_total" in await resp.text()
 
 
 async def test_metrics_join_the_process_registry_without_clashes(
     gateway, http: aiohttp.ClientSession, token, player_id
 ) -> None:
-    """/metrics is the gateway's own counters plus the process's Prometheus registry, where
-    `questlog run gateway` installs the OpenTelemetry instruments (tests/test_telemetry.py)."""
+    """/metrics is the process's Prometheus registry: the gateway's tallies (gateway/tallies.py) and
+    the OpenTelemetry instruments `questlog run gateway` installs there (tests/test_telemetry.py)."""
     from questlog.gateway.client import QuestlogClient
 
     client = QuestlogClient(gateway.ws_url, token(player_id), reconnect=False)

@@ -21,12 +21,12 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
 
+from questlog.services.bench.stack import ServiceProcess, http_ready
 from questlog.services.contract.command_client import Actor, CommandClient
 from questlog.services.runtime.connections import Wiring
 from questlog.services.runtime.embedded import free_port
 from questlog.services.runtime.settings import Settings
 
-from ..processes import ServiceProcess, http_ready
 from ..stacks import in_process, private_stack
 
 TIME_SCALE = 0.1
