@@ -172,8 +172,6 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
 
     catalog: Catalog
     time_scale: float = 1.0  # multiplies every duration (QUESTLOG_TIME_SCALE)
-    command_memory: int = 1000  # recent command ids remembered per player
-    finished_memory: int = 100  # recent finished task ids remembered per player
 
 
 def load_catalog(path: Path | None = None) -> Catalog:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from questlog.events.schema import NewEvent, Recorded
 from questlog.projections.player import evolve, initial_state
-from questlog.projections.state import PlayerState
+from questlog.projections.state import COMMAND_MEMORY, PlayerState
 from questlog.services.rules.catalog import Rules, load_catalog
 from questlog.services.rules.clock import FixedClock
 from questlog.services.rules.commands import AdminCommand, Command
@@ -31,6 +31,7 @@ class World:
         self.state: PlayerState = initial_state(player_id)
         self.log: list[Recorded] = []
         self._ids = 0
+        self.memory = COMMAND_MEMORY  # command ids the fold remembers
 
     def record(self, events: list[NewEvent], command_id: str | None = None) -> None:
         for new in events:
@@ -43,7 +44,7 @@ class World:
                 seq=len(self.log) + 1,
             )
             self.log.append(rec)
-            self.state = evolve(self.state, rec, self.rules.command_memory)
+            self.state = evolve(self.state, rec, self.memory)
 
     def send(self, command: Command, admin: str | None = None) -> Decision:
         """Decide `command`; an admin command is sent by `admin` ("ops" unless told)."""

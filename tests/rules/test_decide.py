@@ -76,7 +76,7 @@ def test_same_command_id_returns_the_first_result_without_events() -> None:
 
 def test_command_memory_is_bounded() -> None:
     w = World()
-    w.rules = type(w.rules)(catalog=w.rules.catalog, command_memory=5)
+    w.memory = 5
     for _ in range(12):
         w.send(Pause(command_id=w.next_id()))
     assert len(w.state.commands) == 5
